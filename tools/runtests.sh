@@ -1,0 +1,239 @@
+#!/usr/bin/env bash
+# runtests.sh - run labelsync's suites and print one closing summary line.
+#
+#   --flavor F          build flavor of unit tests and self-tests (debug, asan, valgrind)
+#   --server-flavor F   build flavor of labelsyncd / labelsync-check for conformance
+#   --valgrind          run unit tests and the server under valgrind (leaks are errors)
+#   --unit --selftest --spec-lint --conformance --check-format --lint --cppcheck
+#   --all               unit, selftest, spec-lint, conformance, check-format, lint
+#
+# Every suite adds to one tally; the last line is "total: N passed, N failed"
+# and the exit status is 1 when anything failed.  Servers are started on
+# 127.0.0.1 with --port 0 on a scratch copy of spec/workspace and stopped by PID.
+set -u
+cd "$(dirname "$0")/.."
+
+flavor=debug
+sflavor=release
+use_valgrind=0
+do_unit=0 do_selftest=0 do_lint_spec=0 do_conf=0 do_format=0 do_lint=0 do_cppcheck=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --flavor) flavor=$2; shift ;;
+    --server-flavor) sflavor=$2; shift ;;
+    --valgrind) use_valgrind=1 ;;
+    --unit) do_unit=1 ;;
+    --selftest) do_selftest=1 ;;
+    --spec-lint) do_lint_spec=1 ;;
+    --conformance) do_conf=1 ;;
+    --check-format) do_format=1 ;;
+    --lint) do_lint=1 ;;
+    --cppcheck) do_cppcheck=1 ;;
+    --all) do_unit=1 do_selftest=1 do_lint_spec=1 do_conf=1 do_format=1 do_lint=1 ;;
+    *) echo "runtests: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+passed=0
+failed=0
+failures=""
+pass() { passed=$((passed + ${2:-1})); }
+fail() { failed=$((failed + ${2:-1})); failures="$failures\n  $1"; }
+
+VG="valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect \
+--errors-for-leak-kinds=definite,indirect --error-exitcode=99 --suppressions=tools/valgrind.supp"
+scale=1
+[ "$flavor" = asan ] || [ "$sflavor" = asan ] && scale=3
+[ "$use_valgrind" = 1 ] && scale=10
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+
+scratch=$(mktemp -d /tmp/labelsync-tests.XXXXXX)
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null
+    fi
+    rm -rf "$scratch"
+}
+trap cleanup EXIT
+
+# --- unit tests (one cmocka binary per module) ------------------------------
+if [ "$do_unit" = 1 ]; then
+    echo "== unit tests ($flavor)"
+    for t in build/$flavor/tests/test_*; do
+        [ -x "$t" ] || continue
+        name=$(basename "$t")
+        log="$scratch/$name.log"
+        if [ "$use_valgrind" = 1 ]; then
+            timeout 600 $VG "$t" >"$log" 2>&1
+        else
+            timeout 120 "$t" >"$log" 2>&1
+        fi
+        rc=$?
+        np=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+        nf=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -1)
+        np=${np:-0}
+        nf=${nf:-0}
+        pass "" "$np"
+        if [ "$nf" -gt 0 ]; then
+            fail "$name: $nf failed" "$nf"
+        fi
+        if [ "$rc" = 99 ]; then
+            fail "$name: valgrind reported errors"
+        elif [ "$rc" != 0 ] && [ "$nf" = 0 ]; then
+            fail "$name: exited with status $rc"
+        fi
+        printf '  %-22s %3s passed, %s failed (exit %s)\n' "$name" "$np" "$nf" "$rc"
+        [ "$rc" = 0 ] || sed 's/^/    | /' "$log" | tail -40
+    done
+fi
+
+# --- runner self-tests ------------------------------------------------------
+if [ "$do_selftest" = 1 ]; then
+    echo "== runner self-tests ($flavor)"
+    log="$scratch/selftest.log"
+    if [ -x conformance/selftest/run-selftest.sh ]; then
+        SELFTEST_BUILD=build/$flavor SELFTEST_VALGRIND=$use_valgrind \
+            timeout 900 conformance/selftest/run-selftest.sh build/$flavor >"$log" 2>&1
+        rc=$?
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+        np=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+        nf=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        pass "" "${np:-0}"
+        [ "${nf:-0}" -gt 0 ] && fail "selftest: $nf failed" "$nf"
+        [ "$rc" != 0 ] && [ "${nf:-0}" = 0 ] && fail "selftest: exited with status $rc"
+        echo "  ${line:-no summary line} (exit $rc)"
+        [ "$rc" = 0 ] || tail -40 "$log" | sed 's/^/    | /'
+    else
+        fail "selftest: conformance/selftest/run-selftest.sh is missing"
+    fi
+fi
+
+# --- spec lint ---------------------------------------------------------------
+if [ "$do_lint_spec" = 1 ]; then
+    echo "== spec lint"
+    if build/$sflavor/labelsync-check --lint --spec spec >"$scratch/lint.log" 2>&1; then
+        pass
+        echo "  $(tail -1 "$scratch/lint.log")"
+    else
+        fail "spec-lint"
+        sed 's/^/    | /' "$scratch/lint.log" | tail -40
+    fi
+fi
+
+# --- conformance against a fresh labelsyncd ------------------------------------
+start_server() { # $1 = workspace; sets server_pid and url
+    local out="$scratch/server.out" i
+    : >"$out"
+    if [ "$use_valgrind" = 1 ]; then
+        $VG build/$sflavor/labelsyncd --root "$1" --port 0 >"$out" 2>"$scratch/server.err" &
+    else
+        build/$sflavor/labelsyncd --root "$1" --port 0 >"$out" 2>"$scratch/server.err" &
+    fi
+    server_pid=$!
+    url=""
+    for i in $(seq 1 $((100 * scale))); do
+        url=$(grep -o 'http://[^ ]*' "$out" | head -1)
+        [ -n "$url" ] && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    return 1
+}
+
+stop_server() { # returns the server's exit status (124 if it had to be killed)
+    local i rc
+    kill -TERM "$server_pid" 2>/dev/null
+    for i in $(seq 1 $((50 * scale))); do
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$server_pid" 2>/dev/null; then
+        kill -KILL "$server_pid" 2>/dev/null
+        wait "$server_pid" 2>/dev/null
+        server_pid=""
+        return 124
+    fi
+    wait "$server_pid"
+    rc=$?
+    server_pid=""
+    return $rc
+}
+
+if [ "$do_conf" = 1 ]; then
+    echo "== conformance (labelsyncd $sflavor$([ "$use_valgrind" = 1 ] && echo ', valgrind'))"
+    ws="$scratch/workspace"
+    cp -a spec/workspace "$ws"
+    if start_server "$ws"; then
+        log="$scratch/conformance.log"
+        build/$sflavor/labelsync-check --url "$url" --spec spec --timeout-scale "$scale" \
+            --report-junit "$scratch/junit.xml" >"$log" 2>&1
+        rc=$?
+        line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+        np=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+        nf=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+        pass "" "${np:-0}"
+        [ "${nf:-0}" -gt 0 ] && fail "conformance: $nf cases failed" "$nf"
+        [ "$rc" != 0 ] && [ "${nf:-0}" = 0 ] && fail "conformance: runner exited with status $rc"
+        echo "  ${line:-no summary line} (runner exit $rc)"
+        [ "$rc" = 0 ] || grep -v '^PASS' "$log" | tail -80 | sed 's/^/    | /'
+        stop_server
+        src=$?
+        if [ "$src" = 0 ]; then
+            pass
+            echo "  server stopped cleanly on SIGTERM"
+        else
+            fail "conformance: server exit status $src on SIGTERM (99 = valgrind errors)"
+            tail -40 "$scratch/server.err" | sed 's/^/    | /'
+        fi
+    else
+        fail "conformance: labelsyncd did not start"
+        tail -20 "$scratch/server.err" | sed 's/^/    | /'
+    fi
+fi
+
+# --- formatting and banned functions ----------------------------------------------
+if [ "$do_format" = 1 ]; then
+    echo "== check-format"
+    files=$(find impl conformance fuzz -name '*.[ch]' 2>/dev/null | sort)
+    if command -v clang-format >/dev/null 2>&1; then
+        bad=""
+        for f in $files; do
+            clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || bad="$bad $f"
+        done
+        if [ -z "$bad" ]; then pass; echo "  clang-format: clean"; else
+            fail "check-format:$bad (run: make format)"; echo "  not formatted:$bad"; fi
+    else
+        fail "check-format: clang-format is not installed (make deps)"
+    fi
+fi
+
+if [ "$do_lint" = 1 ]; then
+    echo "== lint (banned functions)"
+    hits=$(grep -nE '\b(sprintf|vsprintf|strcpy|strcat|strtok|atoi|atol|gets)\s*\(' \
+        $(find impl conformance fuzz -name '*.[ch]' 2>/dev/null) | grep -v 'snprintf' || true)
+    if [ -z "$hits" ]; then pass; echo "  no banned functions"; else
+        fail "lint: banned functions"; echo "$hits" | sed 's/^/    | /'; fi
+fi
+
+if [ "$do_cppcheck" = 1 ]; then
+    echo "== cppcheck"
+    if command -v cppcheck >/dev/null 2>&1; then
+        if cppcheck --quiet --error-exitcode=1 --std=c11 --enable=warning,portability \
+            --inline-suppr -Iimpl/include impl/src conformance/src 2>"$scratch/cppcheck.log"; then
+            pass; echo "  clean"
+        else
+            fail "cppcheck"; sed 's/^/    | /' "$scratch/cppcheck.log" | tail -40
+        fi
+    else
+        fail "cppcheck is not installed (apt-get install -y cppcheck)"
+    fi
+fi
+
+if [ "$failed" -gt 0 ]; then
+    printf 'failures:%b\n' "$failures"
+fi
+echo "total: $passed passed, $failed failed"
+[ "$failed" = 0 ]
