@@ -1,0 +1,120 @@
+/*
+ * http.h - the HTTP face of labelsyncd: routing, limits, headers, JSON
+ * errors, and the libmicrohttpd daemon.
+ *
+ * Two layers.  http_handle() is the whole request logic as a pure function of
+ * a request description (no sockets): route, checks in the order of
+ * PROTOCOL.md §5.3, store and idempotency calls, and the response.  Unit tests
+ * and the request fuzzer drive it directly.  http_start()/http_stop() wrap it
+ * in a libmicrohttpd daemon (poll-based internal threads; see
+ * docs/internals/http.md for why not epoll).  Only http.c includes
+ * <microhttpd.h>, and only http.c maps error codes to HTTP statuses.
+ */
+#ifndef LS_HTTP_H
+#define LS_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "idem.h"
+#include "store.h"
+
+#define HTTP_MAX_BODY         65536
+#define HTTP_MAX_CLIENT_ID    128
+#define HTTP_MAX_UPDATED_BY   128
+#define HTTP_MAX_ORIGINS      16
+#define HTTP_MAX_ORIGIN_LEN   256
+#define HTTP_MAX_RESP_HEADERS 8
+#define HTTP_VERSION_STRING   "0.1.0"
+#define HTTP_PROTOCOL_VERSION 1
+
+struct http_config {
+    const char *host;                 /* bind address, default "127.0.0.1" */
+    unsigned port;                    /* 0 = pick a free port */
+    unsigned threads;                 /* poll worker threads (>= 1) */
+    unsigned max_connections;         /* MHD connection limit */
+    const char *const *allow_origins; /* extra allowed browser origins */
+    size_t nallow_origins;
+    bool no_write;         /* labels kept in memory only */
+    long long idem_ttl_us; /* idempotency retention (for /health) */
+};
+
+/* A name/value pair; value_len allows NUL bytes in values. Borrowed. */
+struct http_kv {
+    const char *name;
+    const char *value; /* NULL for a query parameter without '=' */
+    size_t value_len;
+};
+
+/* One request, as the transport saw it. Every pointer is borrowed. */
+struct http_request {
+    const char *method;
+    const char *url;             /* path part, not unescaped */
+    const struct http_kv *query; /* raw form-encoded pairs ('+' may already be ' ') */
+    size_t nquery;
+    const struct http_kv *headers;
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+    bool body_too_large; /* the transport stopped at HTTP_MAX_BODY */
+};
+
+struct http_response {
+    int status;
+    char *body; /* owned, malloc'd; NULL when empty */
+    size_t body_len;
+    size_t nheaders;
+    struct {
+        char name[32];
+        char value[HTTP_MAX_ORIGIN_LEN + 64];
+    } headers[HTTP_MAX_RESP_HEADERS]; /* Content-Type is among them when there is a body */
+};
+
+struct http_app;
+struct http_server;
+
+/*
+ * http_app_new - the request logic over a store and an idempotency table
+ * (both borrowed; they must outlive the app).  port is the port the server is
+ * reachable on (used for the default allowed origins).  Returns NULL with
+ * *err set (-ENOMEM, -EINVAL for a malformed --allow-origin).
+ */
+struct http_app *http_app_new(const struct http_config *cfg, unsigned port, struct store *store,
+                              struct idem *idem, int *err);
+
+/* http_app_free - NULL-safe. */
+void http_app_free(struct http_app *app);
+
+/*
+ * http_handle - answer one request.  Fills *resp (free with
+ * http_response_cleanup).  Returns 0; a negative code only when even the
+ * 500 answer could not be built (resp->status is then 500 with no body).
+ * Thread-safe.
+ */
+int http_handle(struct http_app *app, const struct http_request *req, struct http_response *resp);
+
+/* http_response_cleanup - free the body. NULL-safe. */
+void http_response_cleanup(struct http_response *resp);
+
+/*
+ * http_start - start a daemon serving app.  On success *out is the server and
+ * the port it listens on is http_port(*out).  Returns 0 or a negative error
+ * (-EADDRINUSE, -EINVAL for an unusable host, -EIO when the daemon fails).
+ * The app is created inside (http_server_app gives it) because the allowed
+ * origins depend on the port actually bound.
+ */
+LS_MUST_CHECK int http_start(const struct http_config *cfg, struct store *store, struct idem *idem,
+                             struct http_server **out);
+
+/* http_port - the port the server listens on. */
+unsigned http_port(const struct http_server *srv);
+
+/*
+ * http_stop - stop accepting, finish or close every connection, join the
+ * threads, free the server and its app.  NULL-safe.  Must not be called with
+ * any application lock held.
+ */
+void http_stop(struct http_server *srv);
+
+#endif

@@ -1,0 +1,1401 @@
+/*
+ * http.c - routing, limits, headers, JSON errors, and the libmicrohttpd glue.
+ *
+ * The request logic (http_handle) knows nothing about sockets; the MHD part at
+ * the end of the file only collects a request, calls http_handle and queues
+ * the answer.  Order of checks for writes is PROTOCOL.md §5.3, step by step,
+ * and every failing check answers before anything changes.
+ *
+ * Threading: MHD runs with MHD_USE_POLL_INTERNAL_THREAD (plus an optional pool
+ * of poll workers).  Not epoll: libmicrohttpd 0.9.75's internal epoll loop can
+ * stall with exactly 128 ready sockets (docs/internals/http.md).  Handlers
+ * never block on anything but the store and idempotency locks.
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <microhttpd.h>
+
+#include "buf.h"
+#include "canon.h"
+#include "patch.h"
+#include "trace.h"
+
+#define HTTP_ALLOW_ITEM   "GET, HEAD, PUT, PATCH, OPTIONS"
+#define HTTP_ALLOW_READ   "GET, HEAD, OPTIONS"
+#define HTTP_MAX_FP_INPUT (HTTP_MAX_BODY * 2 + CANON_MAX_PATH + 64)
+
+struct http_app {
+    struct store *store;
+    struct idem *idem;
+    bool no_write;
+    long long idem_ttl_us;
+    char origins[HTTP_MAX_ORIGINS + 4][HTTP_MAX_ORIGIN_LEN];
+    size_t norigins;
+};
+
+/* ------------------------------------------------------------------------
+ * Responses
+ * ---------------------------------------------------------------------- */
+
+static void resp_header(struct http_response *r, const char *name, const char *value)
+{
+    if (r->nheaders >= HTTP_MAX_RESP_HEADERS)
+        return; /* a programming error; the table is sized for every route */
+    snprintf(r->headers[r->nheaders].name, sizeof(r->headers[0].name), "%s", name);
+    snprintf(r->headers[r->nheaders].value, sizeof(r->headers[0].value), "%s", value);
+    r->nheaders++;
+}
+
+static const char *resp_get_header(const struct http_response *r, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < r->nheaders; i++)
+        if (strcasecmp(r->headers[i].name, name) == 0)
+            return r->headers[i].value;
+    return NULL;
+}
+
+/* Set a JSON body; takes ownership of obj.  -ENOMEM leaves a bare 500. */
+static int resp_json(struct http_response *r, int status, cJSON *obj)
+{
+    char *text = obj ? cJSON_PrintUnformatted(obj) : NULL;
+
+    cJSON_Delete(obj);
+    if (!text) {
+        r->status = 500;
+        return -ENOMEM;
+    }
+    r->status = status;
+    r->body = text;
+    r->body_len = strlen(text);
+    resp_header(r, "Content-Type", "application/json");
+    return 0;
+}
+
+/* A new error object {"error":code,"message":msg}; NULL on allocation failure. */
+static cJSON *err_obj(const char *code, const char *msg)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    if (!o)
+        return NULL;
+    if (!cJSON_AddStringToObject(o, "error", code) || !cJSON_AddStringToObject(o, "message", msg)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int resp_error(struct http_response *r, int status, const char *code, const char *msg)
+{
+    return resp_json(r, status, err_obj(code, msg));
+}
+
+/* An error with one extra string field (parameter, header, path, ...). */
+static int resp_error_s(struct http_response *r, int status, const char *code, const char *msg,
+                        const char *key, const char *val)
+{
+    cJSON *o = err_obj(code, msg);
+
+    if (o && !cJSON_AddStringToObject(o, key, val)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return resp_json(r, status, o);
+}
+
+/*
+ * The one table from error codes to statuses and wire codes, for errors that
+ * reach the handler as plain codes (allocation failures, full tables, ...).
+ * Validation errors carry their own wire code from the patch module and only
+ * need the status; both come from here.
+ */
+static const struct {
+    int err;
+    int status;
+    const char *code;
+} http_err_table[] = {
+    {LS_EPARSE, 400, "invalid_json"},
+    {LS_ETYPE, 400, "invalid_type"},
+    {LS_EVALUE, 400, "invalid_value"},
+    {LS_EUNKNOWN, 400, "unknown_field"},
+    {LS_EDUP, 400, "duplicate_field"},
+    {LS_EPATH, 400, "invalid_path"},
+    {LS_ENOTFOUND, 404, "not_found"},
+    {LS_ECONFLICT, 409, "version_conflict"},
+    {LS_EINFLIGHT, 409, "idempotency_in_flight"},
+    {LS_ETOOBIG, 413, "body_too_large"},
+    {LS_EREUSED, 422, "idempotency_key_reused"},
+    {LS_ETOOMANY, 422, "too_many_tags"},
+    {LS_EFULL, 503, "unavailable"},
+    {-ENOSPC, 503, "unavailable"},
+    {-EIO, 503, "unavailable"},
+};
+
+static int http_status_for(int err, const char **code)
+{
+    size_t i;
+
+    for (i = 0; i < sizeof(http_err_table) / sizeof(http_err_table[0]); i++)
+        if (http_err_table[i].err == err) {
+            *code = http_err_table[i].code;
+            return http_err_table[i].status;
+        }
+    *code = "internal_error";
+    return 500;
+}
+
+static int resp_from_err(struct http_response *r, int err)
+{
+    const char *code;
+    int status = http_status_for(err, &code);
+
+    TRACE(status >= 500 ? TRACE_ERROR : TRACE_DEBUG, "http", "error %s: %s", ls_err_name(err),
+          ls_strerror(err));
+    return resp_error(r, status, code,
+                      status >= 500 ? "the server could not complete the request"
+                                    : ls_strerror(err));
+}
+
+void http_response_cleanup(struct http_response *resp)
+{
+    if (!resp)
+        return;
+    free(resp->body);
+    resp->body = NULL;
+    resp->body_len = 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Request helpers
+ * ---------------------------------------------------------------------- */
+
+/* The value of a header; NULL if absent.  *dup is set when it occurs twice. */
+static const char *req_header(const struct http_request *q, const char *name, size_t *len,
+                              bool *dup)
+{
+    const char *v = NULL;
+    size_t i;
+
+    if (dup)
+        *dup = false;
+    for (i = 0; i < q->nheaders; i++) {
+        if (strcasecmp(q->headers[i].name, name) != 0)
+            continue;
+        if (v) {
+            if (dup)
+                *dup = true;
+            continue;
+        }
+        v = q->headers[i].value ? q->headers[i].value : "";
+        if (len)
+            *len = q->headers[i].value ? q->headers[i].value_len : 0;
+    }
+    return v;
+}
+
+/* Optional header counted as absent when empty after trimming blanks. */
+static bool trim_ows(const char **s, size_t *n)
+{
+    while (*n && (**s == ' ' || **s == '\t'))
+        (*s)++, (*n)--;
+    while (*n && ((*s)[*n - 1] == ' ' || (*s)[*n - 1] == '\t'))
+        (*n)--;
+    return *n > 0;
+}
+
+enum qp_result { QP_OK, QP_MISSING, QP_DUP, QP_BAD };
+
+/*
+ * Find query parameter name (names are form-decoded before comparing) and
+ * decode its value into out (CANON_MAX_INPUT + 1 bytes).  An over-long value
+ * is reported as QP_BAD with CANON_TOO_LONG, before any decoding work.
+ */
+static enum qp_result req_query(const struct http_request *q, const char *name, char *out,
+                                size_t *outlen, enum canon_reason *why)
+{
+    const struct http_kv *hit = NULL;
+    size_t i;
+
+    for (i = 0; i < q->nquery; i++) {
+        char kbuf[64];
+        size_t klen = 0, kin = strlen(q->query[i].name);
+        enum canon_reason kwhy;
+
+        if (kin >= sizeof(kbuf) ||
+            canon_form_decode(q->query[i].name, kin, kbuf, sizeof(kbuf), &klen, &kwhy) != 0)
+            continue;
+        if (klen != strlen(name) || memcmp(kbuf, name, klen) != 0)
+            continue;
+        if (hit)
+            return QP_DUP;
+        hit = &q->query[i];
+    }
+    if (!hit)
+        return QP_MISSING;
+    if (!hit->value) {
+        out[0] = '\0';
+        *outlen = 0;
+        return QP_OK;
+    }
+    /* Decoding never grows; anything longer than 3x the cap decodes too long. */
+    if (hit->value_len > CANON_MAX_INPUT * 3) {
+        *why = CANON_TOO_LONG;
+        return QP_BAD;
+    }
+    {
+        char tmp[CANON_MAX_INPUT * 3 + 1];
+
+        if (canon_form_decode(hit->value, hit->value_len, tmp, sizeof(tmp), outlen, why) != 0)
+            return QP_BAD;
+        if (*outlen > CANON_MAX_INPUT) {
+            *why = CANON_TOO_LONG;
+            return QP_BAD;
+        }
+        memcpy(out, tmp, *outlen);
+        out[*outlen] = '\0';
+    }
+    return QP_OK;
+}
+
+/*
+ * Resolve the `path` parameter to a canonical path.  Answers 400 itself and
+ * returns false when the parameter is missing (unless dflt), repeated or bad.
+ */
+static bool req_path(const struct http_request *q, struct http_response *r, const char *dflt,
+                     char *canon, size_t *clen)
+{
+    char raw[CANON_MAX_INPUT + 1];
+    size_t rlen = 0;
+    enum canon_reason why = CANON_OK;
+    enum qp_result qr = req_query(q, "path", raw, &rlen, &why);
+    cJSON *o;
+
+    if (qr == QP_MISSING && dflt) {
+        snprintf(canon, CANON_MAX_PATH + 1, "%s", dflt);
+        *clen = strlen(canon);
+        return true;
+    }
+    if (qr == QP_MISSING) {
+        resp_error_s(r, 400, "missing_parameter", "the query parameter 'path' is required",
+                     "parameter", "path");
+        return false;
+    }
+    if (qr == QP_DUP) {
+        resp_error_s(r, 400, "duplicate_parameter",
+                     "the query parameter 'path' must be given only once", "parameter", "path");
+        return false;
+    }
+    if (qr == QP_OK && canon_path(raw, rlen, canon, clen, &why) == 0)
+        return true;
+    o = err_obj("invalid_path", "the path is not acceptable; see 'reason'");
+    if (o && (!cJSON_AddStringToObject(o, "parameter", "path") ||
+              !cJSON_AddStringToObject(o, "reason", canon_reason_name(why)))) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    resp_json(r, 400, o);
+    return false;
+}
+
+/* Parse a version number: decimal digits, no sign, no leading zero, 1..2^53-1. */
+static bool parse_version(const char *s, size_t n, unsigned long long *out)
+{
+    unsigned long long v = 0;
+    size_t i;
+
+    if (n == 0 || n > 16 || s[0] == '0')
+        return false;
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned long long)(s[i] - '0');
+    }
+    if (v > PATCH_MAX_VERSION)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* If-Match: N or "N", blanks around ignored. */
+static bool parse_if_match(const char *s, size_t n, unsigned long long *out)
+{
+    if (!trim_ows(&s, &n))
+        return false;
+    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+        s++;
+        n -= 2;
+    }
+    return parse_version(s, n, out);
+}
+
+/* Idempotency-Key: 1..255 visible ASCII, or the same inside an sf-string. */
+static bool parse_idem_key(const char *s, size_t n, char *out)
+{
+    size_t i;
+
+    if (!trim_ows(&s, &n))
+        return false;
+    if (s[0] == '"') {
+        if (n < 3 || s[n - 1] != '"')
+            return false;
+        s++;
+        n -= 2;
+        for (i = 0; i < n; i++)
+            if (s[i] == '"' || s[i] == '\\')
+                return false;
+    }
+    if (n == 0 || n > IDEM_MAX_KEY)
+        return false;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
+
+/* Content-Type must be application/json; a charset parameter must be utf-8. */
+static bool content_type_ok(const char *s, size_t n)
+{
+    static const char want[] = "application/json";
+    const char *p, *end = s + n;
+
+    if (!trim_ows(&s, &n))
+        return false;
+    end = s + n;
+    if (n < sizeof(want) - 1 || strncasecmp(s, want, sizeof(want) - 1) != 0)
+        return false;
+    p = s + sizeof(want) - 1;
+    while (p < end) {
+        const char *semi, *eq, *name, *val;
+        size_t nlen, vlen;
+
+        while (p < end && (*p == ' ' || *p == '\t'))
+            p++;
+        if (p == end)
+            break;
+        if (*p != ';')
+            return false;
+        p++;
+        semi = memchr(p, ';', (size_t)(end - p));
+        if (!semi)
+            semi = end;
+        eq = memchr(p, '=', (size_t)(semi - p));
+        if (!eq)
+            return false;
+        name = p;
+        nlen = (size_t)(eq - p);
+        val = eq + 1;
+        vlen = (size_t)(semi - val);
+        trim_ows(&name, &nlen);
+        trim_ows(&val, &vlen);
+        if (vlen >= 2 && val[0] == '"' && val[vlen - 1] == '"')
+            val++, vlen -= 2;
+        if (nlen == 7 && strncasecmp(name, "charset", 7) == 0 &&
+            !(vlen == 5 && strncasecmp(val, "utf-8", 5) == 0))
+            return false;
+        p = semi;
+    }
+    return true;
+}
+
+/*
+ * Normalize an origin "scheme://host[:port]" to "scheme://host:port" with
+ * scheme and host lower-cased and the default port filled in.  false when it
+ * is not a usable http(s) origin (including "null").
+ */
+static bool origin_normalize(const char *s, size_t n, char *out, size_t outcap)
+{
+    char scheme[8], host[HTTP_MAX_ORIGIN_LEN];
+    const char *p, *end, *hs, *he, *colon = NULL;
+    unsigned long port;
+    size_t i, hl;
+
+    if (!trim_ows(&s, &n) || n >= HTTP_MAX_ORIGIN_LEN)
+        return false;
+    end = s + n;
+    if (n > 7 && strncasecmp(s, "http://", 7) == 0) {
+        snprintf(scheme, sizeof(scheme), "http");
+        port = 80;
+        p = s + 7;
+    } else if (n > 8 && strncasecmp(s, "https://", 8) == 0) {
+        snprintf(scheme, sizeof(scheme), "https");
+        port = 443;
+        p = s + 8;
+    } else {
+        return false;
+    }
+    hs = p;
+    if (*p == '[') {
+        he = memchr(p, ']', (size_t)(end - p));
+        if (!he)
+            return false;
+        he++;
+        if (he < end && *he == ':')
+            colon = he;
+        else if (he != end)
+            return false;
+    } else {
+        he = p;
+        while (he < end && *he != ':' && *he != '/')
+            he++;
+        if (he < end && *he == ':')
+            colon = he;
+        else if (he != end)
+            return false;
+    }
+    hl = (size_t)(he - hs);
+    if (hl == 0 || hl >= sizeof(host))
+        return false;
+    for (i = 0; i < hl; i++) {
+        unsigned char c = (unsigned char)hs[i];
+
+        if (c <= 0x20 || c >= 0x7f || c == '@' || c == '/')
+            return false;
+        host[i] = (char)tolower(c);
+    }
+    host[hl] = '\0';
+    if (colon) {
+        const char *d = colon + 1;
+
+        if (d == end || end - d > 5)
+            return false;
+        port = 0;
+        for (; d < end; d++) {
+            if (*d < '0' || *d > '9')
+                return false;
+            port = port * 10 + (unsigned long)(*d - '0');
+        }
+        if (port == 0 || port > 65535)
+            return false;
+    }
+    return (size_t)snprintf(out, outcap, "%s://%s:%lu", scheme, host, port) < outcap;
+}
+
+static bool origin_allowed(const struct http_app *app, const char *s, size_t n)
+{
+    char norm[HTTP_MAX_ORIGIN_LEN];
+    size_t i;
+
+    if (!origin_normalize(s, n, norm, sizeof(norm)))
+        return false;
+    for (i = 0; i < app->norigins; i++)
+        if (strcmp(app->origins[i], norm) == 0)
+            return true;
+    return false;
+}
+
+static long long now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ------------------------------------------------------------------------
+ * Item routes
+ * ---------------------------------------------------------------------- */
+
+static void set_etag(struct http_response *r, unsigned long long version)
+{
+    char etag[32];
+
+    snprintf(etag, sizeof(etag), "\"%llu\"", version);
+    resp_header(r, "ETag", etag);
+}
+
+static int item_not_found(struct http_response *r, const char *path)
+{
+    return resp_error_s(r, 404, "item_not_found", "no item has this path", "path", path);
+}
+
+static int handle_item_get(struct http_app *app, const struct http_request *q,
+                           struct http_response *r)
+{
+    char path[CANON_MAX_PATH + 1];
+    struct store_record rec;
+    const char *inm;
+    size_t plen = 0, inmlen = 0;
+    int rc;
+
+    if (!req_path(q, r, NULL, path, &plen))
+        return 0;
+    rc = store_get(app->store, path, &rec);
+    if (rc == LS_ENOTFOUND)
+        return item_not_found(r, path);
+    if (rc)
+        return resp_from_err(r, rc);
+    inm = req_header(q, "If-None-Match", &inmlen, NULL);
+    if (inm) {
+        unsigned long long v;
+        const char *s = inm;
+        size_t n = inmlen;
+
+        trim_ows(&s, &n);
+        if ((n == 1 && s[0] == '*') || (parse_if_match(s, n, &v) && v == rec.version)) {
+            r->status = 304;
+            set_etag(r, rec.version);
+            store_record_cleanup(&rec);
+            return 0;
+        }
+    }
+    set_etag(r, rec.version);
+    rc = resp_json(r, 200, store_record_to_json(&rec));
+    store_record_cleanup(&rec);
+    return rc;
+}
+
+/* The checks of PROTOCOL §5.3 steps 3-4 shared by PUT and PATCH. */
+static bool check_body_preconditions(const struct http_request *q, struct http_response *r,
+                                     bool is_patch)
+{
+    size_t ctlen = 0;
+    bool dup = false;
+    const char *ct = req_header(q, "Content-Type", &ctlen, &dup);
+    cJSON *o;
+
+    if (!ct || dup || !content_type_ok(ct, ctlen)) {
+        if (is_patch)
+            resp_header(r, "Accept-Patch", "application/json");
+        resp_error(r, 415, "unsupported_media_type",
+                   "the body must be JSON sent as 'Content-Type: application/json'");
+        return false;
+    }
+    if (q->body_too_large || q->body_len > HTTP_MAX_BODY) {
+        o = err_obj("body_too_large", "the request body exceeds the limit");
+        if (o && !cJSON_AddNumberToObject(o, "limit", HTTP_MAX_BODY)) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        resp_json(r, 413, o);
+        return false;
+    }
+    return true;
+}
+
+struct write_headers {
+    bool has_key;
+    char key[IDEM_MAX_KEY + 1];
+    bool has_if_match;
+    unsigned long long if_match;
+    char client[HTTP_MAX_CLIENT_ID + 1];
+    char actor[HTTP_MAX_UPDATED_BY + 1];
+};
+
+static bool header_bad(struct http_response *r, const char *name, const char *msg)
+{
+    resp_error_s(r, 400, "invalid_header", msg, "header", name);
+    return false;
+}
+
+/* Step 6: Idempotency-Key, If-Match, X-Client-Id, X-Updated-By. */
+static bool parse_write_headers(const struct http_request *q, struct http_response *r,
+                                bool key_required, struct write_headers *h)
+{
+    const char *v;
+    size_t n = 0;
+    bool dup = false;
+
+    memset(h, 0, sizeof(*h));
+    v = req_header(q, "Idempotency-Key", &n, &dup);
+    if (v && dup) {
+        resp_error(r, 400, "invalid_idempotency_key", "Idempotency-Key must be sent once");
+        return false;
+    }
+    if (v && trim_ows(&v, &n)) {
+        if (!parse_idem_key(v, n, h->key)) {
+            resp_error(r, 400, "invalid_idempotency_key",
+                       "Idempotency-Key must be 1 to 255 visible ASCII characters, optionally "
+                       "in double quotes");
+            return false;
+        }
+        h->has_key = true;
+    } else if (key_required) {
+        resp_error(r, 400, "missing_idempotency_key", "the Idempotency-Key header is required");
+        return false;
+    }
+    v = req_header(q, "If-Match", &n, &dup);
+    if (v && (dup || !parse_if_match(v, n, &h->if_match))) {
+        resp_error(r, 400, "invalid_if_match",
+                   "If-Match must be one version number, bare or in double quotes");
+        return false;
+    }
+    h->has_if_match = v != NULL;
+    v = req_header(q, "X-Client-Id", &n, &dup);
+    if (v && trim_ows(&v, &n)) {
+        size_t i;
+
+        if (dup || n > HTTP_MAX_CLIENT_ID)
+            return header_bad(r, "X-Client-Id",
+                              "X-Client-Id must be sent once, 1 to 128 visible ASCII characters");
+        for (i = 0; i < n; i++)
+            if ((unsigned char)v[i] < 0x21 || (unsigned char)v[i] > 0x7e)
+                return header_bad(r, "X-Client-Id",
+                                  "X-Client-Id must be 1 to 128 visible ASCII characters");
+        memcpy(h->client, v, n);
+        h->client[n] = '\0';
+    }
+    v = req_header(q, "X-Updated-By", &n, &dup);
+    if (v && trim_ows(&v, &n)) {
+        if (dup || n > HTTP_MAX_UPDATED_BY || !canon_utf8_valid(v, n) || canon_has_control(v, n))
+            return header_bad(r, "X-Updated-By",
+                              "X-Updated-By must be sent once, 1 to 128 bytes of UTF-8 without "
+                              "control characters");
+        memcpy(h->actor, v, n);
+        h->actor[n] = '\0';
+    } else if (h->client[0]) {
+        memcpy(h->actor, h->client, sizeof(h->actor));
+    } else {
+        snprintf(h->actor, sizeof(h->actor), "anonymous");
+    }
+    return true;
+}
+
+static int resp_patch_error(struct http_response *r, int rc, const struct patch_error *pe)
+{
+    const char *code;
+    int status = http_status_for(rc, &code);
+    cJSON *o;
+
+    if (status >= 500 || !pe->code)
+        return resp_from_err(r, rc);
+    o = err_obj(pe->code, pe->message[0] ? pe->message : ls_strerror(rc));
+    if (!o)
+        return resp_json(r, 500, NULL);
+    if (strcmp(pe->code, "invalid_json") == 0) {
+        if (!cJSON_AddNumberToObject(o, "offset", (double)pe->offset))
+            goto fail;
+    } else {
+        if (!cJSON_AddStringToObject(o, "pointer", pe->pointer))
+            goto fail;
+        if (strcmp(pe->code, "unknown_field") == 0 &&
+            !cJSON_AddStringToObject(o, "field", pe->field))
+            goto fail;
+        if (strcmp(pe->code, "invalid_type") == 0 && pe->expected &&
+            !cJSON_AddStringToObject(o, "expected", pe->expected))
+            goto fail;
+    }
+    return resp_json(r, status, o);
+fail:
+    cJSON_Delete(o);
+    return resp_json(r, 500, NULL);
+}
+
+/* The PATCH/PUT success wrapper (PROTOCOL §5.7). */
+static cJSON *write_body(const struct store_result *res, const char *key)
+{
+    static const char *const names[] = {"tags", "notes", "star", "metrics"};
+    static const unsigned bits[] = {PATCH_CHANGED_TAGS, PATCH_CHANGED_NOTES, PATCH_CHANGED_STAR,
+                                    PATCH_CHANGED_METRICS};
+    cJSON *o = cJSON_CreateObject(), *item, *arr;
+    char seq[24];
+    size_t i;
+
+    if (!o)
+        return NULL;
+    item = store_record_to_json(&res->rec);
+    if (!item || !cJSON_AddItemToObject(o, "item", item)) {
+        cJSON_Delete(item);
+        goto fail;
+    }
+    if (key ? !cJSON_AddStringToObject(o, "mutation_id", key)
+            : !cJSON_AddNullToObject(o, "mutation_id"))
+        goto fail;
+    arr = cJSON_AddArrayToObject(o, "changed_fields");
+    if (!arr)
+        goto fail;
+    for (i = 0; i < 4; i++)
+        if ((res->changed & bits[i]) && !cJSON_AddItemToArray(arr, cJSON_CreateString(names[i])))
+            goto fail;
+    snprintf(seq, sizeof(seq), "%llu", res->seq); /* raw: exact above 2^31 */
+    if (res->outcome == STORE_APPLIED ? !cJSON_AddRawToObject(o, "event_id", seq)
+                                      : !cJSON_AddNullToObject(o, "event_id"))
+        goto fail;
+    return o;
+fail:
+    cJSON_Delete(o);
+    return NULL;
+}
+
+/* The request fingerprint of PROTOCOL §6.2. */
+static int fingerprint(const char *method, const char *path, bool has_expected,
+                       unsigned long long expected, const struct patch *p, enum patch_kind kind,
+                       unsigned char fp[IDEM_FP_LEN])
+{
+    struct buf b;
+    int rc;
+
+    buf_init(&b, HTTP_MAX_FP_INPUT);
+    rc = buf_appendf(&b, "%s\n%s\n", method, path);
+    if (!rc)
+        rc = has_expected ? buf_appendf(&b, "%llu\n", expected) : buf_appends(&b, "-\n");
+    if (!rc)
+        rc = patch_serialize(p, kind, &b);
+    if (!rc)
+        idem_sha256(b.data, b.len, fp);
+    buf_cleanup(&b);
+    return rc;
+}
+
+static int handle_item_write(struct http_app *app, const struct http_request *q,
+                             struct http_response *r, bool is_patch)
+{
+    char path[CANON_MAX_PATH + 1];
+    struct write_headers h;
+    struct patch p;
+    struct patch_error pe;
+    struct store_write w;
+    struct store_result res;
+    unsigned char fp[IDEM_FP_LEN];
+    enum idem_verdict verdict = IDEM_PROCEED;
+    struct idem_response replay;
+    enum patch_kind kind = is_patch ? PATCH_KIND_PATCH : PATCH_KIND_PUT;
+    bool reserved = false;
+    size_t plen = 0;
+    cJSON *o = NULL;
+    int rc = 0;
+
+    memset(&p, 0, sizeof(p));
+    memset(&res, 0, sizeof(res));
+    memset(&pe, 0, sizeof(pe));
+    /* Steps 3-4: media type and size. */
+    if (!check_body_preconditions(q, r, is_patch))
+        return 0;
+    /* Step 5: the path. */
+    if (!req_path(q, r, NULL, path, &plen))
+        return 0;
+    /* Step 6: headers. */
+    if (!parse_write_headers(q, r, is_patch, &h))
+        return 0;
+    /* Step 7: the body. */
+    rc = patch_parse(kind, q->body ? q->body : "", q->body_len, &p, &pe);
+    if (rc)
+        return resp_patch_error(r, rc, &pe);
+    /* Step 8: the expected version. */
+    memset(&w, 0, sizeof(w));
+    if (h.has_if_match && (p.has & PATCH_F_BASE_VERSION) && h.if_match != p.base_version) {
+        resp_error(r, 400, "version_mismatch", "If-Match and base_version disagree");
+        goto out;
+    }
+    if (h.has_if_match) {
+        w.has_expected = true;
+        w.expected = h.if_match;
+    } else if (p.has & PATCH_F_BASE_VERSION) {
+        w.has_expected = true;
+        w.expected = p.base_version;
+    } else if (is_patch) {
+        resp_error(r, 400, "missing_base_version",
+                   "a PATCH needs base_version in the body or an If-Match header");
+        goto out;
+    }
+    /* Step 9: idempotency. */
+    if (h.has_key) {
+        rc = fingerprint(q->method, path, w.has_expected, w.expected, &p, kind, fp);
+        if (!rc)
+            rc = idem_begin(app->idem, h.client, h.key, fp, now_us(), &verdict, &replay);
+        if (rc) {
+            resp_from_err(r, rc);
+            goto out;
+        }
+        switch (verdict) {
+        case IDEM_REPLAY:
+            r->status = replay.status;
+            r->body = replay.body;
+            r->body_len = replay.body_len;
+            replay.body = NULL;
+            resp_header(r, "Content-Type", "application/json");
+            if (replay.etag)
+                resp_header(r, "ETag", replay.etag);
+            resp_header(r, "Idempotent-Replayed", "true");
+            idem_response_cleanup(&replay);
+            goto out;
+        case IDEM_MISMATCH:
+            resp_error(r, 422, "idempotency_key_reused",
+                       "this Idempotency-Key was already used for a different request");
+            goto out;
+        case IDEM_IN_FLIGHT:
+            resp_error(r, 409, "idempotency_in_flight",
+                       "a request with this Idempotency-Key is still being processed");
+            goto out;
+        case IDEM_PROCEED:
+        default:
+            reserved = true;
+            break;
+        }
+    }
+    /* Steps 10-13: existence, precondition, apply, commit. */
+    w.path = path;
+    w.patch = &p;
+    w.actor = h.actor;
+    w.now_us = now_us();
+    rc = store_write(app->store, &w, &res);
+    if (rc) {
+        resp_from_err(r, rc);
+        goto out;
+    }
+    switch (res.outcome) {
+    case STORE_NOT_FOUND:
+        item_not_found(r, path);
+        goto out; /* not stored: the reservation is dropped below */
+    case STORE_CONFLICT:
+        o = err_obj("version_conflict", "the item changed since base_version; see 'current'");
+        if (o && !cJSON_AddItemToObject(o, "current", store_record_to_json(&res.rec))) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        resp_json(r, 409, o);
+        break;
+    case STORE_TOO_MANY_TAGS:
+        o = err_obj("too_many_tags", "the item would carry more tags than the limit");
+        if (o && !cJSON_AddNumberToObject(o, "limit", PATCH_MAX_TAGS_ITEM)) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        resp_json(r, 422, o);
+        break;
+    case STORE_APPLIED:
+    case STORE_NOOP:
+    default:
+        if (is_patch)
+            set_etag(r, res.rec.version);
+        resp_json(r, 200, write_body(&res, h.has_key ? h.key : NULL));
+        break;
+    }
+    if (reserved && r->body && r->status != 500) {
+        rc = idem_complete(app->idem, h.client, h.key, r->status, r->body, r->body_len,
+                           resp_get_header(r, "ETag"), now_us());
+        if (rc)
+            TRACE_W("http", "idempotency result not stored: %s", ls_strerror(rc));
+        reserved = false;
+    }
+out:
+    if (reserved)
+        idem_cancel(app->idem, h.client, h.key);
+    store_result_cleanup(&res);
+    patch_cleanup(&p);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Folders and health
+ * ---------------------------------------------------------------------- */
+
+static int handle_folders(struct http_app *app, const struct http_request *q,
+                          struct http_response *r)
+{
+    char path[CANON_MAX_PATH + 1];
+    struct store_folder f;
+    cJSON *o, *fa, *ia;
+    size_t plen = 0, i;
+    int rc;
+
+    if (!req_path(q, r, "/", path, &plen))
+        return 0;
+    rc = store_list_folder(app->store, path, &f);
+    if (rc == LS_ENOTFOUND)
+        return resp_error_s(r, 404, "folder_not_found", "no folder has this path", "path", path);
+    if (rc)
+        return resp_from_err(r, rc);
+    o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "path", path) ||
+        !(fa = cJSON_AddArrayToObject(o, "folders")) || !(ia = cJSON_AddArrayToObject(o, "items")))
+        goto fail;
+    for (i = 0; i < f.nfolders; i++)
+        if (!cJSON_AddItemToArray(fa, cJSON_CreateString(f.folders[i])))
+            goto fail;
+    for (i = 0; i < f.nitems; i++)
+        if (!cJSON_AddItemToArray(ia, store_record_to_json(&f.items[i])))
+            goto fail;
+    store_folder_cleanup(&f);
+    return resp_json(r, 200, o);
+fail:
+    cJSON_Delete(o);
+    store_folder_cleanup(&f);
+    return resp_json(r, 500, NULL);
+}
+
+static const char *const http_features[] = {
+    "items",
+    "items.put",
+    "folders",
+    "etag",
+    "conditional-get",
+    "idempotency",
+    "idempotency.fingerprint",
+    "idempotency.client-scope",
+    "if-match",
+    "metrics",
+    "limits",
+    "origin-check",
+    "strict-paths",
+};
+
+static int handle_health(struct http_app *app, struct http_response *r)
+{
+    cJSON *o = cJSON_CreateObject(), *feat, *labels, *idem;
+    size_t i;
+
+    if (!o || !cJSON_AddTrueToObject(o, "ok") ||
+        !cJSON_AddStringToObject(o, "server", "labelsyncd") ||
+        !cJSON_AddStringToObject(o, "version", HTTP_VERSION_STRING) ||
+        !cJSON_AddNumberToObject(o, "protocol", HTTP_PROTOCOL_VERSION) ||
+        !(feat = cJSON_AddArrayToObject(o, "features")))
+        goto fail;
+    for (i = 0; i < sizeof(http_features) / sizeof(http_features[0]); i++)
+        if (!cJSON_AddItemToArray(feat, cJSON_CreateString(http_features[i])))
+            goto fail;
+    if (!cJSON_AddNumberToObject(o, "items", (double)store_count(app->store)) ||
+        !(labels = cJSON_AddObjectToObject(o, "labels")) ||
+        !cJSON_AddTrueToObject(labels, "enabled") || !cJSON_AddFalseToObject(labels, "persisted") ||
+        !cJSON_AddStringToObject(labels, "mode", app->no_write ? "no-write" : "memory") ||
+        !cJSON_AddNumberToObject(labels, "last_event_id", (double)store_seq(app->store)) ||
+        !(idem = cJSON_AddObjectToObject(o, "idempotency")) ||
+        !cJSON_AddNumberToObject(idem, "entries", (double)idem_count(app->idem)) ||
+        !cJSON_AddNumberToObject(idem, "capacity", IDEM_DEFAULT_ENTRIES) ||
+        !cJSON_AddNumberToObject(idem, "ttl_seconds", (double)(app->idem_ttl_us / 1000000)))
+        goto fail;
+    return resp_json(r, 200, o);
+fail:
+    cJSON_Delete(o);
+    return resp_json(r, 500, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Dispatch
+ * ---------------------------------------------------------------------- */
+
+enum route { ROUTE_NONE, ROUTE_ITEM, ROUTE_FOLDERS, ROUTE_HEALTH };
+
+static enum route route_of(const char *url)
+{
+    if (strcmp(url, "/item") == 0)
+        return ROUTE_ITEM;
+    if (strcmp(url, "/folders") == 0)
+        return ROUTE_FOLDERS;
+    if (strcmp(url, "/health") == 0)
+        return ROUTE_HEALTH;
+    return ROUTE_NONE;
+}
+
+static int method_not_allowed(struct http_response *r, const char *allow)
+{
+    cJSON *o = err_obj("method_not_allowed", "this route does not support the method");
+    cJSON *arr = o ? cJSON_AddArrayToObject(o, "allow") : NULL;
+    char tmp[64];
+    const char *p = allow;
+
+    if (!arr) {
+        cJSON_Delete(o);
+        return resp_json(r, 500, NULL);
+    }
+    while (*p) {
+        size_t n = strcspn(p, ",");
+
+        snprintf(tmp, sizeof(tmp), "%.*s", (int)n, p);
+        cJSON_AddItemToArray(arr, cJSON_CreateString(tmp));
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    resp_header(r, "Allow", allow);
+    return resp_json(r, 405, o);
+}
+
+int http_handle(struct http_app *app, const struct http_request *q, struct http_response *r)
+{
+    enum route rt = route_of(q->url);
+    const char *m = q->method;
+    const char *allow = rt == ROUTE_ITEM ? HTTP_ALLOW_ITEM : HTTP_ALLOW_READ;
+    bool read = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
+    bool write = rt == ROUTE_ITEM && (strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0);
+
+    memset(r, 0, sizeof(*r));
+    if (rt == ROUTE_NONE)
+        return resp_error(r, 404, "not_found", "no such route");
+    if (strcmp(m, "OPTIONS") == 0) {
+        r->status = 204;
+        resp_header(r, "Allow", allow);
+        return 0;
+    }
+    if (!read && !write)
+        return method_not_allowed(r, allow);
+    if (write) {
+        size_t n = 0;
+        bool dup = false;
+        const char *origin = req_header(q, "Origin", &n, &dup);
+
+        if (origin && (dup || !origin_allowed(app, origin, n))) {
+            char shown[HTTP_MAX_ORIGIN_LEN];
+
+            snprintf(shown, sizeof(shown), "%.*s", (int)(n < sizeof(shown) - 1 ? n : 0), origin);
+            return resp_error_s(r, 403, "origin_not_allowed",
+                                "writes from this browser origin are not allowed", "origin",
+                                canon_utf8_valid(shown, strlen(shown)) ? shown : "");
+        }
+        return handle_item_write(app, q, r, strcmp(m, "PATCH") == 0);
+    }
+    switch (rt) {
+    case ROUTE_ITEM:
+        return handle_item_get(app, q, r);
+    case ROUTE_FOLDERS:
+        return handle_folders(app, q, r);
+    case ROUTE_HEALTH:
+        return handle_health(app, r);
+    case ROUTE_NONE:
+    default:
+        return resp_error(r, 404, "not_found", "no such route");
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * The app
+ * ---------------------------------------------------------------------- */
+
+static int app_add_origin(struct http_app *app, const char *o)
+{
+    if (app->norigins >= sizeof(app->origins) / sizeof(app->origins[0]))
+        return -EINVAL;
+    if (!origin_normalize(o, strlen(o), app->origins[app->norigins], HTTP_MAX_ORIGIN_LEN))
+        return -EINVAL;
+    app->norigins++;
+    return 0;
+}
+
+struct http_app *http_app_new(const struct http_config *cfg, unsigned port, struct store *store,
+                              struct idem *idem, int *err)
+{
+    struct http_app *app = calloc(1, sizeof(*app));
+    char tmp[HTTP_MAX_ORIGIN_LEN];
+    size_t i;
+    int rc = 0;
+
+    if (!app) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    app->store = store;
+    app->idem = idem;
+    app->no_write = cfg->no_write;
+    app->idem_ttl_us = cfg->idem_ttl_us ? cfg->idem_ttl_us : IDEM_DEFAULT_TTL_US;
+    if (cfg->nallow_origins > HTTP_MAX_ORIGINS) {
+        rc = -EINVAL;
+        goto fail;
+    }
+    snprintf(tmp, sizeof(tmp), "http://127.0.0.1:%u", port);
+    rc = app_add_origin(app, tmp);
+    snprintf(tmp, sizeof(tmp), "http://localhost:%u", port);
+    rc = rc ? rc : app_add_origin(app, tmp);
+    snprintf(tmp, sizeof(tmp), "http://[::1]:%u", port);
+    rc = rc ? rc : app_add_origin(app, tmp);
+    for (i = 0; !rc && i < cfg->nallow_origins; i++) {
+        rc = app_add_origin(app, cfg->allow_origins[i]);
+        if (rc)
+            TRACE_E("http", "--allow-origin %s: not an http(s) origin", cfg->allow_origins[i]);
+    }
+    if (rc)
+        goto fail;
+    return app;
+fail:
+    free(app);
+    *err = rc;
+    return NULL;
+}
+
+void http_app_free(struct http_app *app)
+{
+    free(app);
+}
+
+/* ------------------------------------------------------------------------
+ * libmicrohttpd glue
+ * ---------------------------------------------------------------------- */
+
+#define HTTP_MAX_REQ_HEADERS 64
+#define HTTP_MAX_QUERY_ARGS  64
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct http_app *app;
+    unsigned port;
+};
+
+/* Per-request state, freed by the completion callback. */
+struct http_ctx {
+    struct buf body;
+    bool too_large;
+    bool answered_early;
+};
+
+struct kv_vec {
+    struct http_kv kv[HTTP_MAX_REQ_HEADERS];
+    size_t n;
+    bool overflow;
+};
+
+static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    struct kv_vec *v = cls;
+
+    (void)kind;
+    (void)key_size;
+    if (v->n >= HTTP_MAX_REQ_HEADERS) {
+        v->overflow = true;
+        return MHD_NO;
+    }
+    v->kv[v->n].name = key;
+    v->kv[v->n].value = value;
+    v->kv[v->n].value_len = value ? value_size : 0;
+    v->n++;
+    return MHD_YES;
+}
+
+/* Keep query values raw: the handler decodes exactly once (PROTOCOL §2.1). */
+static size_t unescape_identity(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static enum MHD_Result queue(struct MHD_Connection *c, struct http_response *r)
+{
+    struct MHD_Response *mr;
+    enum MHD_Result ret;
+    size_t i;
+
+    if (r->body)
+        mr = MHD_create_response_from_buffer_with_free_callback(r->body_len, r->body, &free);
+    else
+        mr = MHD_create_response_from_buffer(0, (void *)(uintptr_t) "", MHD_RESPMEM_PERSISTENT);
+    if (!mr) {
+        http_response_cleanup(r);
+        return MHD_NO;
+    }
+    r->body = NULL; /* MHD owns it now */
+    for (i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+    ret = MHD_queue_response(c, (unsigned)(r->status ? r->status : 500), mr);
+    MHD_destroy_response(mr);
+    return ret;
+}
+
+static void fill_request(struct MHD_Connection *c, const char *url, const char *method,
+                         struct kv_vec *hdr, struct kv_vec *qry, struct http_request *q)
+{
+    memset(q, 0, sizeof(*q));
+    MHD_get_connection_values_n(c, MHD_HEADER_KIND, collect_kv, hdr);
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, collect_kv, qry);
+    q->method = method;
+    q->url = url;
+    q->headers = hdr->kv;
+    q->nheaders = hdr->n;
+    q->query = qry->kv;
+    q->nquery = qry->n;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    struct http_server *srv = cls;
+    struct http_ctx *ctx = *con_cls;
+    struct kv_vec hdr, qry;
+    struct http_request q;
+    struct http_response r;
+
+    (void)version;
+    if (!ctx) {
+        const char *cl;
+
+        ctx = calloc(1, sizeof(*ctx));
+        if (!ctx)
+            return MHD_NO;
+        buf_init(&ctx->body, HTTP_MAX_BODY);
+        *con_cls = ctx;
+        /*
+         * A declared body over the cap is refused before it is read, once the
+         * checks that rank before 413 (route, method, origin, media type)
+         * have run: answer everything but 413 the normal way.
+         */
+        cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl && strtoull(cl, NULL, 10) > HTTP_MAX_BODY) {
+            memset(&hdr, 0, sizeof(hdr));
+            memset(&qry, 0, sizeof(qry));
+            fill_request(c, url, method, &hdr, &qry, &q);
+            q.body_too_large = true;
+            http_handle(srv->app, &q, &r);
+            ctx->answered_early = true;
+            return queue(c, &r);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        if (!ctx->too_large && !ctx->answered_early &&
+            buf_append(&ctx->body, upload_data, *upload_data_size) != 0)
+            ctx->too_large = true; /* keep reading and discarding; answer 413 at the end */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (ctx->answered_early)
+        return MHD_YES;
+    memset(&hdr, 0, sizeof(hdr));
+    memset(&qry, 0, sizeof(qry));
+    fill_request(c, url, method, &hdr, &qry, &q);
+    if (hdr.overflow || qry.overflow) {
+        memset(&r, 0, sizeof(r));
+        resp_error(&r, 400, hdr.overflow ? "invalid_header" : "duplicate_parameter",
+                   "the request has too many headers or query parameters");
+        return queue(c, &r);
+    }
+    q.body = ctx->body.data;
+    q.body_len = ctx->body.len;
+    q.body_too_large = ctx->too_large;
+    http_handle(srv->app, &q, &r);
+    TRACE_D("http", "%s %s -> %d", method, url, r.status);
+    return queue(c, &r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct http_ctx *ctx = *con_cls;
+
+    (void)cls;
+    (void)c;
+    (void)toe;
+    if (!ctx)
+        return;
+    buf_cleanup(&ctx->body);
+    free(ctx);
+    *con_cls = NULL;
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+
+    (void)cls;
+    vsnprintf(line, sizeof(line), fmt, ap);
+    TRACE_W("mhd", "%s", line);
+}
+
+/*
+ * Bind the listening socket ourselves so the real port (for --port 0) is
+ * known before the daemon starts: the app, whose default allowed origins
+ * depend on it, then exists before the first request can arrive.
+ */
+static int listen_on(const char *host, unsigned port, bool *v6, unsigned *bound)
+{
+    struct addrinfo hints, *ai = NULL;
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char portstr[8];
+    int fd, one = 1, gai, rc;
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(portstr, sizeof(portstr), "%u", port);
+    gai = getaddrinfo(host, portstr, &hints, &ai);
+    if (gai != 0 || !ai) {
+        TRACE_E("http", "cannot use host %s: %s", host, gai_strerror(gai));
+        return -EINVAL;
+    }
+    fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) {
+        rc = -errno;
+        freeaddrinfo(ai);
+        return rc;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 511) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        rc = -errno;
+        TRACE_E("http", "cannot listen on %s port %u: %s", host, port, strerror(-rc));
+        close(fd);
+        freeaddrinfo(ai);
+        return rc;
+    }
+    *v6 = ai->ai_family == AF_INET6;
+    *bound = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port);
+    freeaddrinfo(ai);
+    return fd;
+}
+
+int http_start(const struct http_config *cfg, struct store *store, struct idem *idem,
+               struct http_server **out)
+{
+    struct http_server *srv = calloc(1, sizeof(*srv));
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    bool v6 = false;
+    int rc = 0, fd;
+
+    *out = NULL;
+    if (!srv)
+        return -ENOMEM;
+    fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &v6, &srv->port);
+    if (fd < 0) {
+        free(srv);
+        return fd;
+    }
+    srv->app = http_app_new(cfg, srv->port, store, idem, &rc);
+    if (!srv->app) {
+        close(fd);
+        free(srv);
+        return rc;
+    }
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_identity, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)(cfg->max_connections ? cfg->max_connections : 1000),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(64 * 1024), MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
+    if (!srv->daemon) {
+        TRACE_E("http", "libmicrohttpd refused to start");
+        close(fd);
+        http_app_free(srv->app);
+        free(srv);
+        return -EIO;
+    }
+    *out = srv;
+    return 0;
+}
+
+unsigned http_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+void http_stop(struct http_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->daemon)
+        MHD_stop_daemon(srv->daemon);
+    http_app_free(srv->app);
+    free(srv);
+}
