@@ -185,28 +185,58 @@ void http_response_cleanup(struct http_response *resp)
  * Request helpers
  * ---------------------------------------------------------------------- */
 
-/* The value of a header; NULL if absent.  *dup is set when it occurs twice. */
-static const char *req_header(const struct http_request *q, const char *name, size_t *len,
-                              bool *dup)
-{
-    const char *v = NULL;
-    size_t i;
+#define HTTP_MAX_HEADER_VALUE 1024
 
-    if (dup)
-        *dup = false;
+/*
+ * The value of a header, NULL if absent.  Several field lines of one name are
+ * joined with ", " (RFC 9110 §5.3, PROTOCOL R5.1-4) into buf, which holds
+ * HTTP_MAX_HEADER_VALUE bytes; *toolong is set when the joined value does not
+ * fit (every header this server reads has a much smaller limit, so such a
+ * value is invalid anyway).  A single line is returned without copying.
+ */
+static const char *req_header(const struct http_request *q, const char *name, char *buf,
+                              size_t *len, bool *toolong)
+{
+    const char *first = NULL;
+    size_t i, n = 0, firstlen = 0, count = 0;
+
+    *toolong = false;
     for (i = 0; i < q->nheaders; i++) {
+        const char *v = q->headers[i].value ? q->headers[i].value : "";
+        size_t vl = q->headers[i].value ? q->headers[i].value_len : 0;
+
         if (strcasecmp(q->headers[i].name, name) != 0)
             continue;
-        if (v) {
-            if (dup)
-                *dup = true;
+        if (count++ == 0) {
+            first = v;
+            firstlen = vl;
             continue;
         }
-        v = q->headers[i].value ? q->headers[i].value : "";
-        if (len)
-            *len = q->headers[i].value ? q->headers[i].value_len : 0;
+        if (count == 2) {
+            if (firstlen >= HTTP_MAX_HEADER_VALUE) {
+                *toolong = true;
+                break;
+            }
+            memcpy(buf, first, firstlen);
+            n = firstlen;
+        }
+        if (n + 2 + vl >= HTTP_MAX_HEADER_VALUE) {
+            *toolong = true;
+            break;
+        }
+        memcpy(buf + n, ", ", 2);
+        memcpy(buf + n + 2, v, vl);
+        n += 2 + vl;
     }
-    return v;
+    if (count == 0)
+        return NULL;
+    if (count == 1 || *toolong) {
+        *len = firstlen;
+        return first;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
 }
 
 /* Optional header counted as absent when empty after trimming blanks. */
@@ -313,13 +343,17 @@ static bool req_path(const struct http_request *q, struct http_response *r, cons
     return false;
 }
 
-/* Parse a version number: decimal digits, no sign, no leading zero, 1..2^53-1. */
+/*
+ * Parse a version number: decimal digits, no sign, no leading zero, at most
+ * 2^53-1.  "0" itself is accepted: it is well-formed in If-Match and simply
+ * never matches (PROTOCOL R5.1-2).
+ */
 static bool parse_version(const char *s, size_t n, unsigned long long *out)
 {
     unsigned long long v = 0;
     size_t i;
 
-    if (n == 0 || n > 16 || s[0] == '0')
+    if (n == 0 || n > 16 || (s[0] == '0' && n > 1))
         return false;
     for (i = 0; i < n; i++) {
         if (s[i] < '0' || s[i] > '9')
@@ -342,6 +376,45 @@ static bool parse_if_match(const char *s, size_t n, unsigned long long *out)
         n -= 2;
     }
     return parse_version(s, n, out);
+}
+
+/*
+ * If-None-Match (RFC 9110 §13.1.2, PROTOCOL R4-4): "*" or a comma-separated
+ * list of entity tags, compared weakly, so "3" and W/"3" both match version 3.
+ * A malformed list is ignored (no match).
+ */
+static bool if_none_match_hits(const char *s, size_t n, unsigned long long version)
+{
+    const char *end;
+    bool hit = false;
+
+    if (!trim_ows(&s, &n))
+        return false;
+    if (n == 1 && s[0] == '*')
+        return true;
+    end = s + n;
+    while (s < end) {
+        const char *q;
+        unsigned long long v;
+
+        while (s < end && (*s == ' ' || *s == '\t'))
+            s++;
+        if (end - s >= 2 && s[0] == 'W' && s[1] == '/')
+            s += 2;
+        if (s >= end || *s != '"')
+            return false;
+        q = memchr(s + 1, '"', (size_t)(end - s - 1));
+        if (!q)
+            return false;
+        if (parse_version(s + 1, (size_t)(q - s - 1), &v) && v == version)
+            hit = true;
+        s = q + 1;
+        while (s < end && (*s == ' ' || *s == '\t'))
+            s++;
+        if (s < end && *s++ != ',')
+            return false;
+    }
+    return hit;
 }
 
 /* Idempotency-Key: 1..255 visible ASCII, or the same inside an sf-string. */
@@ -501,11 +574,21 @@ static bool origin_allowed(const struct http_app *app, const char *s, size_t n)
     return false;
 }
 
+/* Wall-clock time: the updated_at of records. */
 static long long now_us(void)
 {
     struct timespec ts;
 
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Monotonic time: idempotency retention must not jump with the wall clock (R6.6-1). */
+static long long mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
@@ -529,10 +612,11 @@ static int item_not_found(struct http_response *r, const char *path)
 static int handle_item_get(struct http_app *app, const struct http_request *q,
                            struct http_response *r)
 {
-    char path[CANON_MAX_PATH + 1];
+    char path[CANON_MAX_PATH + 1], hbuf[HTTP_MAX_HEADER_VALUE];
     struct store_record rec;
     const char *inm;
     size_t plen = 0, inmlen = 0;
+    bool toolong = false;
     int rc;
 
     if (!req_path(q, r, NULL, path, &plen))
@@ -542,19 +626,12 @@ static int handle_item_get(struct http_app *app, const struct http_request *q,
         return item_not_found(r, path);
     if (rc)
         return resp_from_err(r, rc);
-    inm = req_header(q, "If-None-Match", &inmlen, NULL);
-    if (inm) {
-        unsigned long long v;
-        const char *s = inm;
-        size_t n = inmlen;
-
-        trim_ows(&s, &n);
-        if ((n == 1 && s[0] == '*') || (parse_if_match(s, n, &v) && v == rec.version)) {
-            r->status = 304;
-            set_etag(r, rec.version);
-            store_record_cleanup(&rec);
-            return 0;
-        }
+    inm = req_header(q, "If-None-Match", hbuf, &inmlen, &toolong);
+    if (inm && !toolong && if_none_match_hits(inm, inmlen, rec.version)) {
+        r->status = 304;
+        set_etag(r, rec.version);
+        store_record_cleanup(&rec);
+        return 0;
     }
     set_etag(r, rec.version);
     rc = resp_json(r, 200, store_record_to_json(&rec));
@@ -566,9 +643,10 @@ static int handle_item_get(struct http_app *app, const struct http_request *q,
 static bool check_body_preconditions(const struct http_request *q, struct http_response *r,
                                      bool is_patch)
 {
+    char hbuf[HTTP_MAX_HEADER_VALUE];
     size_t ctlen = 0;
     bool dup = false;
-    const char *ct = req_header(q, "Content-Type", &ctlen, &dup);
+    const char *ct = req_header(q, "Content-Type", hbuf, &ctlen, &dup);
     cJSON *o;
 
     if (!ct || dup || !content_type_ok(ct, ctlen)) {
@@ -609,12 +687,13 @@ static bool header_bad(struct http_response *r, const char *name, const char *ms
 static bool parse_write_headers(const struct http_request *q, struct http_response *r,
                                 bool key_required, struct write_headers *h)
 {
+    char hbuf[HTTP_MAX_HEADER_VALUE];
     const char *v;
     size_t n = 0;
     bool dup = false;
 
     memset(h, 0, sizeof(*h));
-    v = req_header(q, "Idempotency-Key", &n, &dup);
+    v = req_header(q, "Idempotency-Key", hbuf, &n, &dup);
     if (v && dup) {
         resp_error(r, 400, "invalid_idempotency_key", "Idempotency-Key must be sent once");
         return false;
@@ -631,14 +710,14 @@ static bool parse_write_headers(const struct http_request *q, struct http_respon
         resp_error(r, 400, "missing_idempotency_key", "the Idempotency-Key header is required");
         return false;
     }
-    v = req_header(q, "If-Match", &n, &dup);
+    v = req_header(q, "If-Match", hbuf, &n, &dup);
     if (v && (dup || !parse_if_match(v, n, &h->if_match))) {
         resp_error(r, 400, "invalid_if_match",
                    "If-Match must be one version number, bare or in double quotes");
         return false;
     }
     h->has_if_match = v != NULL;
-    v = req_header(q, "X-Client-Id", &n, &dup);
+    v = req_header(q, "X-Client-Id", hbuf, &n, &dup);
     if (v && trim_ows(&v, &n)) {
         size_t i;
 
@@ -652,7 +731,7 @@ static bool parse_write_headers(const struct http_request *q, struct http_respon
         memcpy(h->client, v, n);
         h->client[n] = '\0';
     }
-    v = req_header(q, "X-Updated-By", &n, &dup);
+    v = req_header(q, "X-Updated-By", hbuf, &n, &dup);
     if (v && trim_ows(&v, &n)) {
         if (dup || n > HTTP_MAX_UPDATED_BY || !canon_utf8_valid(v, n) || canon_has_control(v, n))
             return header_bad(r, "X-Updated-By",
@@ -809,7 +888,7 @@ static int handle_item_write(struct http_app *app, const struct http_request *q,
     if (h.has_key) {
         rc = fingerprint(q->method, path, w.has_expected, w.expected, &p, kind, fp);
         if (!rc)
-            rc = idem_begin(app->idem, h.client, h.key, fp, now_us(), &verdict, &replay);
+            rc = idem_begin(app->idem, h.client, h.key, fp, mono_us(), &verdict, &replay);
         if (rc) {
             resp_from_err(r, rc);
             goto out;
@@ -880,7 +959,7 @@ static int handle_item_write(struct http_app *app, const struct http_request *q,
     }
     if (reserved && r->body && r->status != 500) {
         rc = idem_complete(app->idem, h.client, h.key, r->status, r->body, r->body_len,
-                           resp_get_header(r, "ETag"), now_us());
+                           resp_get_header(r, "ETag"), mono_us());
         if (rc)
             TRACE_W("http", "idempotency result not stored: %s", ls_strerror(rc));
         reserved = false;
@@ -1039,7 +1118,8 @@ int http_handle(struct http_app *app, const struct http_request *q, struct http_
     if (write) {
         size_t n = 0;
         bool dup = false;
-        const char *origin = req_header(q, "Origin", &n, &dup);
+        char hbuf[HTTP_MAX_HEADER_VALUE];
+        const char *origin = req_header(q, "Origin", hbuf, &n, &dup);
 
         if (origin && (dup || !origin_allowed(app, origin, n))) {
             char shown[HTTP_MAX_ORIGIN_LEN];
