@@ -64,7 +64,7 @@ FAKE_BIN := $(patsubst conformance/selftest/%.c,$(B)/selftest/%,$(FAKE_SRC))
 
 .SECONDARY:
 
-.PHONY: all help run check test unit selftest conformance spec-lint asan valgrind deps \
+.PHONY: all help run check test unit selftest conformance spec-lint asan valgrind deps bench \
         install uninstall format check-format lint clean distclean build
 
 all: deps-quiet
@@ -80,11 +80,12 @@ help:
 	@echo "make spec-lint   validate spec/cases against spec/schema/fixture.schema.json"
 	@echo "make asan        unit tests, self-tests and conformance under ASan+UBSan"
 	@echo "make valgrind    unit tests and a conformance run of the server under valgrind"
+	@echo "make bench       HTTP load benchmark (BENCH_ARGS='--seconds 5'); see docs/benchmarks.md"
 	@echo "make deps        install the Debian packages the project needs (as root)"
 	@echo "make install     install binaries to \$$DESTDIR\$$PREFIX/bin (PREFIX=$(PREFIX))"
 	@echo "make format | check-format | lint | clean"
 
-build: $(B)/labelsyncd $(B)/labelsync-check $(TEST_BIN) $(FAKE_BIN)
+build: $(B)/labelsyncd $(B)/labelsync-check $(B)/bench_http $(TEST_BIN) $(FAKE_BIN)
 
 # ---------------------------------------------------------------------------
 # Compilation
@@ -101,6 +102,10 @@ $(B)/labelsyncd: $(SERVER_OBJ)
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
 
 $(B)/labelsync-check: $(RUNNER_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
+
+$(B)/bench_http: $(B)/obj/impl/bench/bench_http.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
 
@@ -149,6 +154,10 @@ valgrind: deps
 	$(Q)$(MAKE) --no-print-directory FLAVOR=valgrind build
 	$(Q)tools/runtests.sh --flavor valgrind --server-flavor valgrind --valgrind --unit \
 		--selftest --conformance
+
+# HTTP load benchmark (GET and PATCH at 1, 16, 64 connections); see docs/benchmarks.md.
+bench: deps
+	$(Q)tools/bench.sh $(BENCH_ARGS)
 
 deps:
 	$(Q)tools/deps.sh
