@@ -158,7 +158,7 @@ static void idem_should_evict_oldest_completed_at_the_entry_cap(void **state)
     unsigned char fp[IDEM_FP_LEN];
     enum idem_verdict v;
     struct idem_response r;
-    char key[8];
+    char key[16];
 
     (void)state;
     fp_of("A", fp);
