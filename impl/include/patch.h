@@ -182,6 +182,17 @@ LS_MUST_CHECK int patch_parse(enum patch_kind kind, const char *body, size_t len
 void patch_cleanup(struct patch *p);
 
 /*
+ * patch_json_parse - the strict JSON front end shared by every JSON body the
+ * server reads: the size cap (PATCH_MAX_BODY), a strict RFC 8259 scan (cJSON
+ * alone accepts too much), and cJSON parsing.  A "\u0000" escape inside a
+ * string is turned into bytes that fail UTF-8 validation, so callers that
+ * validate their strings reject it instead of seeing a silently cut string.
+ * Returns a tree (cJSON_Delete it) or NULL with *rc = LS_ETOOBIG, LS_EPARSE
+ * (err->code "invalid_json", err->offset set) or -ENOMEM.  Thread-safe.
+ */
+cJSON *patch_json_parse(const char *body, size_t len, struct patch_error *err, int *rc);
+
+/*
  * patch_apply - compute p applied to cur into out.  out must be empty
  * (labels_init'd or zeroed); on success the caller owns it (labels_cleanup).
  * Order: set_tags replaces, remove_tags removes, add_tags appends the missing

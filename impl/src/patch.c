@@ -1296,18 +1296,10 @@ void patch_cleanup(struct patch *p)
     patch_reset(p);
 }
 
-int patch_parse(enum patch_kind kind, const char *body, size_t len, struct patch *out,
-                struct patch_error *err)
+cJSON *patch_json_parse(const char *body, size_t len, struct patch_error *err, int *rcp)
 {
-    static const int rank_rc[] = {
-        [RANK_TYPE] = LS_ETYPE,
-        [RANK_UNKNOWN] = LS_EUNKNOWN,
-        [RANK_DUP] = LS_EDUP,
-        [RANK_VALUE] = LS_EVALUE,
-    };
     struct patch_error dummy;
     struct jscan js;
-    struct vctx c;
     unsigned char *copy = NULL;
     const char *text = body, *end = NULL;
     cJSON *root = NULL;
@@ -1315,12 +1307,11 @@ int patch_parse(enum patch_kind kind, const char *body, size_t len, struct patch
 
     if (!err)
         err = &dummy;
-    err_clear(err);
-    patch_reset(out);
     if (len > PATCH_MAX_BODY) {
         err->code = "body_too_large";
         err_msg(err, "the body must be at most %u bytes", PATCH_MAX_BODY);
-        return LS_ETOOBIG;
+        *rcp = LS_ETOOBIG;
+        return NULL;
     }
     if (!body)
         text = body = "";
@@ -1328,7 +1319,8 @@ int patch_parse(enum patch_kind kind, const char *body, size_t len, struct patch
         err->code = "invalid_json";
         err->offset = js.pos;
         err_msg(err, "invalid JSON at byte %zu: %s", js.pos, js.why);
-        return LS_EPARSE;
+        *rcp = LS_EPARSE;
+        return NULL;
     }
     if (js.nnul) {
         copy = malloc(len); /* len <= PATCH_MAX_BODY */
@@ -1355,6 +1347,37 @@ int patch_parse(enum patch_kind kind, const char *body, size_t len, struct patch
         rc = LS_EPARSE;
         goto out;
     }
+out:
+    free(copy);
+    if (rc) {
+        cJSON_Delete(root);
+        root = NULL;
+    }
+    *rcp = rc;
+    return root;
+}
+
+int patch_parse(enum patch_kind kind, const char *body, size_t len, struct patch *out,
+                struct patch_error *err)
+{
+    static const int rank_rc[] = {
+        [RANK_TYPE] = LS_ETYPE,
+        [RANK_UNKNOWN] = LS_EUNKNOWN,
+        [RANK_DUP] = LS_EDUP,
+        [RANK_VALUE] = LS_EVALUE,
+    };
+    struct patch_error dummy;
+    struct vctx c;
+    cJSON *root = NULL;
+    int rc = 0;
+
+    if (!err)
+        err = &dummy;
+    err_clear(err);
+    patch_reset(out);
+    root = patch_json_parse(body, len, err, &rc);
+    if (!root)
+        goto out;
     if (!cJSON_IsObject(root)) {
         err->code = "invalid_type";
         err->expected = "object";
@@ -1378,7 +1401,6 @@ int patch_parse(enum patch_kind kind, const char *body, size_t len, struct patch
     rc = build_patch(kind, root, out, err);
 out:
     cJSON_Delete(root);
-    free(copy);
     if (rc) {
         patch_cleanup(out);
         if (rc == -ENOMEM) {
