@@ -10,7 +10,8 @@
  * durability work appends to the write-ahead log before acknowledging.
  *
  * Thread-safety: every function may be called concurrently, except
- * store_new/store_free/store_add_item/store_load_tree/store_set_commit_hook,
+ * store_new/store_free/store_add_item/store_load_tree/store_set_commit_ops/
+ * store_restore,
  * which belong to start-up and shut-down.  Writes are serialized; reads copy.
  * No HTTP in here.
  */
@@ -47,6 +48,7 @@ struct store_write {
     unsigned long long expected; /* expected current version */
     const char *actor;           /* becomes updated_by on change */
     long long now_us;            /* becomes updated_at on change */
+    const char *mutation_id;     /* the Idempotency-Key or NULL; for the hook */
 };
 
 /* What store_write() did. */
@@ -66,12 +68,30 @@ struct store_result {
 };
 
 /*
- * The commit hook: called with the store lock held, after the new record is
- * built and before it replaces the old one.  Return 0 to commit, or a negative
- * error to refuse (store_write then returns that error and changes nothing).
+ * The commit path's three hooks, for whoever must see a change before it is
+ * visible (the event hub; the write-ahead log).  All are optional.
+ *
+ * prepare - with the store lock held, once the new record is built: take the
+ *           commit sequence number (*seq, preset to the store's own next
+ *           number), queue what must become durable, and return an opaque
+ *           ticket.  Non-zero refuses the write: nothing changes and
+ *           store_write returns that error.
+ * wait    - without the lock: block until the change may become visible
+ *           (its log record is on disk).  Non-zero abandons the write.
+ * finish  - with the lock held again, right after the record was swapped in
+ *           (ok) or abandoned (!ok): publish or cancel, free the ticket.
+ *
+ * While one write to an item is between prepare and finish, later writes to
+ * the same item wait; writes to other items go ahead, so one log sync can
+ * cover many of them (group commit).  Readers see the old record until the
+ * new one is durable.
  */
-typedef int (*store_commit_fn)(void *ctx, const struct store_record *next, unsigned changed,
-                               unsigned long long seq);
+struct store_commit_ops {
+    int (*prepare)(void *ctx, const struct store_write *w, const struct store_record *next,
+                   unsigned changed, unsigned long long *seq, void **ticket);
+    int (*wait)(void *ctx, void *ticket);
+    void (*finish)(void *ctx, void *ticket, const struct store_record *rec, bool ok);
+};
 
 /* store_new - an empty store. NULL on allocation failure. */
 struct store *store_new(void);
@@ -100,8 +120,18 @@ size_t store_count(const struct store *s);
 /* store_seq - the last commit sequence number handed out (0 before any write). */
 unsigned long long store_seq(struct store *s);
 
-/* store_set_commit_hook - install the hook (NULL to remove). Start-up only. */
-void store_set_commit_hook(struct store *s, store_commit_fn fn, void *ctx);
+/* store_set_commit_ops - install the hooks (NULL to remove). Start-up only; copied. */
+void store_set_commit_ops(struct store *s, const struct store_commit_ops *ops, void *ctx);
+
+/*
+ * store_restore - start-up only: set a record from the durable state (log
+ * replay) if its version is greater than the current one; the commit
+ * sequence moves up to seq.  Returns 0, LS_ENOTFOUND (not an item of this
+ * gallery), or -ENOMEM.
+ */
+LS_MUST_CHECK int store_restore(struct store *s, const char *path, const struct labels *labels,
+                                unsigned long long version, long long updated_at_us,
+                                const char *updated_by, unsigned long long seq);
 
 /*
  * store_get - copy the record of path into *out.  Returns 0, LS_ENOTFOUND, or
@@ -111,6 +141,9 @@ LS_MUST_CHECK int store_get(struct store *s, const char *path, struct store_reco
 
 /* store_has_item - whether path names an item. */
 bool store_has_item(struct store *s, const char *path);
+
+/* store_is_folder - whether path (canonical) names a folder: "/" or a prefix of an item. */
+bool store_is_folder(struct store *s, const char *path);
 
 /*
  * store_write - the one commit path.  Under the store lock: look the item up,

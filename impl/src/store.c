@@ -3,10 +3,13 @@
  *
  * Layout: one array of items sorted bytewise by canonical path, fixed after
  * loading, so lookups are a binary search and a folder's children are one
- * contiguous range.  A single rwlock guards the mutable parts of the records:
- * readers copy under the read lock, store_write holds the write lock for the
- * whole check-apply-commit sequence, which is what makes "exactly one of N
- * concurrent writers with the same base version wins" hold.
+ * contiguous range.  One mutex guards the mutable parts of the records:
+ * readers copy under it, and store_write holds it for the check-apply-prepare
+ * sequence, which is what makes "exactly one of N concurrent writers with the
+ * same base version wins" hold.  When a commit has to wait (for the log to
+ * reach the disk), the lock is released and the item is marked pending, so
+ * writes to other items proceed and share one sync (group commit) while
+ * later writes to the same item wait their turn.
  */
 #include "store.h"
 
@@ -31,16 +34,18 @@ struct store_item {
     unsigned long long version;
     long long updated_at_us;
     char *updated_by;
+    bool pending; /* a write is between prepare and finish */
 };
 
 struct store {
-    pthread_rwlock_t lock;
+    pthread_mutex_t lock;
+    pthread_cond_t settled; /* signalled when a pending write finishes */
     struct store_item *items;
     size_t nitems, cap;
     bool sorted;
     unsigned long long seq;
-    store_commit_fn hook;
-    void *hook_ctx;
+    struct store_commit_ops ops;
+    void *ops_ctx;
 };
 
 struct store *store_new(void)
@@ -49,7 +54,12 @@ struct store *store_new(void)
 
     if (!s)
         return NULL;
-    if (pthread_rwlock_init(&s->lock, NULL) != 0) {
+    if (pthread_mutex_init(&s->lock, NULL) != 0) {
+        free(s);
+        return NULL;
+    }
+    if (pthread_cond_init(&s->settled, NULL) != 0) {
+        pthread_mutex_destroy(&s->lock);
         free(s);
         return NULL;
     }
@@ -73,7 +83,8 @@ void store_free(struct store *s)
     for (i = 0; i < s->nitems; i++)
         store_item_cleanup(&s->items[i]);
     free(s->items);
-    pthread_rwlock_destroy(&s->lock);
+    pthread_cond_destroy(&s->settled);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
@@ -225,16 +236,19 @@ unsigned long long store_seq(struct store *s)
 {
     unsigned long long v;
 
-    pthread_rwlock_rdlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     v = s->seq;
-    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return v;
 }
 
-void store_set_commit_hook(struct store *s, store_commit_fn fn, void *ctx)
+void store_set_commit_ops(struct store *s, const struct store_commit_ops *ops, void *ctx)
 {
-    s->hook = fn;
-    s->hook_ctx = ctx;
+    if (ops)
+        s->ops = *ops;
+    else
+        memset(&s->ops, 0, sizeof(s->ops));
+    s->ops_ctx = ctx;
 }
 
 /* Index of path, or -1.  Caller holds the lock (or is single-threaded). */
@@ -276,9 +290,9 @@ static void store_ensure_sealed(struct store *s)
 {
     if (s->sorted)
         return;
-    pthread_rwlock_wrlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     store_seal(s);
-    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static int store_copy_item(const struct store_item *it, struct store_record *out)
@@ -307,9 +321,30 @@ bool store_has_item(struct store *s, const char *path)
     bool found;
 
     store_ensure_sealed(s);
-    pthread_rwlock_rdlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     found = store_find(s, path) >= 0;
-    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
+    return found;
+}
+
+bool store_is_folder(struct store *s, const char *path)
+{
+    char prefix[CANON_MAX_PATH + 2];
+    size_t n = strlen(path), i;
+    bool found;
+
+    if (strcmp(path, "/") == 0)
+        return true;
+    if (n > CANON_MAX_PATH)
+        return false;
+    memcpy(prefix, path, n);
+    prefix[n] = '/';
+    prefix[n + 1] = '\0';
+    store_ensure_sealed(s);
+    pthread_mutex_lock(&s->lock);
+    i = store_lower_bound(s, prefix);
+    found = i < s->nitems && strncmp(s->items[i].path, prefix, n + 1) == 0;
+    pthread_mutex_unlock(&s->lock);
     return found;
 }
 
@@ -320,10 +355,10 @@ int store_get(struct store *s, const char *path, struct store_record *out)
 
     memset(out, 0, sizeof(*out));
     store_ensure_sealed(s);
-    pthread_rwlock_rdlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     idx = store_find(s, path);
     rc = idx < 0 ? LS_ENOTFOUND : store_copy_item(&s->items[idx], out);
-    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     return rc;
 }
 
@@ -334,14 +369,16 @@ int store_write(struct store *s, const struct store_write *w, struct store_resul
     struct store_item *it;
     struct store_record nrec;
     char *actor = NULL;
+    unsigned long long seq;
     unsigned changed = 0;
+    void *ticket = NULL;
     long idx;
     int rc;
 
     memset(res, 0, sizeof(*res));
     store_ensure_sealed(s);
     labels_init(&next);
-    pthread_rwlock_wrlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     idx = store_find(s, w->path);
     if (idx < 0) {
         res->outcome = STORE_NOT_FOUND;
@@ -349,6 +386,10 @@ int store_write(struct store *s, const struct store_write *w, struct store_resul
         goto out;
     }
     it = &s->items[idx];
+    /* One write per item in flight: the next one decides against the
+     * outcome of this one, exactly as if they had been serialized. */
+    while (it->pending)
+        pthread_cond_wait(&s->settled, &s->lock);
     if (w->has_expected && w->expected != it->version) {
         res->outcome = STORE_CONFLICT;
         rc = store_copy_item(it, &res->rec);
@@ -376,16 +417,30 @@ int store_write(struct store *s, const struct store_write *w, struct store_resul
         rc = -ENOMEM;
         goto out;
     }
-    /* The record as it will be; the hook sees it before anyone else can. */
+    /* The record as it will be; the hooks see it before anyone else can. */
     nrec.path = it->path;
     nrec.labels = next;
     nrec.version = it->version + 1;
     nrec.updated_at_us = w->now_us;
     nrec.updated_by = actor;
-    if (s->hook) {
-        rc = s->hook(s->hook_ctx, &nrec, changed, s->seq + 1);
+    seq = s->seq + 1;
+    if (s->ops.prepare) {
+        rc = s->ops.prepare(s->ops_ctx, w, &nrec, changed, &seq, &ticket);
         if (rc)
             goto out;
+    }
+    if (s->ops.wait) {
+        it->pending = true;
+        pthread_mutex_unlock(&s->lock);
+        rc = s->ops.wait(s->ops_ctx, ticket);
+        pthread_mutex_lock(&s->lock);
+        it->pending = false;
+        pthread_cond_broadcast(&s->settled);
+        if (rc) {
+            if (s->ops.finish)
+                s->ops.finish(s->ops_ctx, ticket, &nrec, false);
+            goto out;
+        }
     }
     labels_cleanup(&it->labels);
     it->labels = next;
@@ -395,13 +450,20 @@ int store_write(struct store *s, const struct store_write *w, struct store_resul
     actor = NULL;
     it->version = nrec.version;
     it->updated_at_us = nrec.updated_at_us;
-    s->seq++;
+    if (seq > s->seq)
+        s->seq = seq;
     res->outcome = STORE_APPLIED;
     res->changed = changed;
-    res->seq = s->seq;
+    res->seq = seq;
     rc = store_copy_item(it, &res->rec);
+    if (s->ops.finish) {
+        struct store_record now = {it->path, it->labels, it->version, it->updated_at_us,
+                                   it->updated_by};
+
+        s->ops.finish(s->ops_ctx, ticket, &now, true);
+    }
 out:
-    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     labels_cleanup(&next);
     free(actor);
     if (rc) {
@@ -409,6 +471,37 @@ out:
         memset(res, 0, sizeof(*res));
     }
     return rc;
+}
+
+int store_restore(struct store *s, const char *path, const struct labels *labels,
+                  unsigned long long version, long long updated_at_us, const char *updated_by,
+                  unsigned long long seq)
+{
+    struct store_item *it;
+    struct labels copy;
+    char *by = NULL;
+    long idx;
+
+    store_ensure_sealed(s);
+    if (seq > s->seq)
+        s->seq = seq;
+    idx = store_find(s, path);
+    if (idx < 0)
+        return LS_ENOTFOUND;
+    it = &s->items[idx];
+    if (version <= it->version)
+        return 0; /* replay is idempotent: only newer versions apply */
+    if (labels_copy(&copy, labels) != 0 || (updated_by && !(by = strdup(updated_by)))) {
+        labels_cleanup(&copy);
+        return -ENOMEM;
+    }
+    labels_cleanup(&it->labels);
+    it->labels = copy;
+    free(it->updated_by);
+    it->updated_by = by;
+    it->version = version;
+    it->updated_at_us = updated_at_us;
+    return 0;
 }
 
 static int store_cmp_str(const void *a, const void *b)
@@ -437,7 +530,7 @@ int store_list_folder(struct store *s, const char *path, struct store_folder *ou
         prefix[plen] = '\0';
     }
     store_ensure_sealed(s);
-    pthread_rwlock_rdlock(&s->lock);
+    pthread_mutex_lock(&s->lock);
     start = store_lower_bound(s, prefix);
     /* Count first so each list is one allocation. */
     for (i = start; i < s->nitems && strncmp(s->items[i].path, prefix, plen) == 0; i++) {
@@ -483,7 +576,7 @@ int store_list_folder(struct store *s, const char *path, struct store_folder *ou
         }
     }
 out:
-    pthread_rwlock_unlock(&s->lock);
+    pthread_mutex_unlock(&s->lock);
     if (rc) {
         store_folder_cleanup(out);
         return rc;

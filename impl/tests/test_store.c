@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "patch.h"
 #include "store.h"
@@ -154,14 +155,16 @@ static void store_should_apply_conflict_and_noop(void **state)
     store_free(s);
 }
 
-static int refuse_hook(void *ctx, const struct store_record *next, unsigned changed,
-                       unsigned long long seq)
+static int refuse_hook(void *ctx, const struct store_write *w, const struct store_record *next,
+                       unsigned changed, unsigned long long *seq, void **ticket)
 {
+    *ticket = NULL;
     int *calls = ctx;
 
     (*calls)++;
+    assert_string_equal(w->path, "/b.png");
     assert_int_equal(next->version, 2);
-    assert_int_equal(seq, 1);
+    assert_int_equal(*seq, 1);
     assert_true(changed & PATCH_CHANGED_NOTES);
     return -ENOSPC;
 }
@@ -176,7 +179,11 @@ static void store_should_change_nothing_when_the_commit_hook_refuses(void **stat
     int calls = 0;
 
     (void)state;
-    store_set_commit_hook(s, refuse_hook, &calls);
+    {
+        static const struct store_commit_ops ops = {refuse_hook, NULL, NULL};
+
+        store_set_commit_ops(s, &ops, &calls);
+    }
     parse("{\"set_notes\":\"n\"}", PATCH_KIND_PATCH, &p);
     memset(&w, 0, sizeof(w));
     w.path = "/b.png";
@@ -296,6 +303,159 @@ static void store_should_let_exactly_one_of_32_writers_win(void **state)
     store_free(s);
 }
 
+/* Two-phase commit: a write waiting for durability does not block other
+ * items, and a later write to the same item waits for it. */
+struct gate {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    bool open;
+    int prepared, finished_ok;
+    char order[8][32];
+    int norder;
+};
+
+static int gate_prepare(void *ctx, const struct store_write *w, const struct store_record *next,
+                        unsigned changed, unsigned long long *seq, void **ticket)
+{
+    struct gate *g = ctx;
+
+    (void)next;
+    (void)changed;
+    (void)seq;
+    pthread_mutex_lock(&g->m);
+    g->prepared++;
+    snprintf(g->order[g->norder++ % 8], 32, "prepare %s", w->path);
+    pthread_cond_broadcast(&g->c);
+    pthread_mutex_unlock(&g->m);
+    *ticket = NULL;
+    return 0;
+}
+
+static int gate_wait(void *ctx, void *ticket)
+{
+    struct gate *g = ctx;
+
+    (void)ticket;
+    pthread_mutex_lock(&g->m);
+    while (!g->open)
+        pthread_cond_wait(&g->c, &g->m);
+    pthread_mutex_unlock(&g->m);
+    return 0;
+}
+
+static void gate_finish(void *ctx, void *ticket, const struct store_record *rec, bool ok)
+{
+    struct gate *g = ctx;
+
+    (void)ticket;
+    pthread_mutex_lock(&g->m);
+    g->finished_ok += ok;
+    snprintf(g->order[g->norder++ % 8], 32, "finish %s v%llu", rec->path, rec->version);
+    pthread_mutex_unlock(&g->m);
+}
+
+struct gwriter {
+    struct store *s;
+    const char *path;
+    const char *body;
+    int outcome;
+};
+
+static void *gwrite(void *arg)
+{
+    struct gwriter *gw = arg;
+    struct store_write w;
+    struct store_result res;
+    struct patch p;
+
+    parse(gw->body, PATCH_KIND_PATCH, &p);
+    memset(&w, 0, sizeof(w));
+    w.path = gw->path;
+    w.patch = &p;
+    w.actor = "g";
+    gw->outcome = store_write(gw->s, &w, &res) == 0 ? (int)res.outcome : -1;
+    store_result_cleanup(&res);
+    patch_cleanup(&p);
+    return NULL;
+}
+
+static void wait_prepared(struct gate *g, int n)
+{
+    pthread_mutex_lock(&g->m);
+    while (g->prepared < n)
+        pthread_cond_wait(&g->c, &g->m);
+    pthread_mutex_unlock(&g->m);
+}
+
+static void store_should_commit_other_items_while_one_waits(void **state)
+{
+    struct store *s = make_store();
+    struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0, 0, {{0}}, 0};
+    static const struct store_commit_ops ops = {gate_prepare, gate_wait, gate_finish};
+    struct gwriter a = {s, "/b.png", "{\"set_star\":1}", -2};
+    struct gwriter b = {s, "/a/x.jpg", "{\"set_star\":2}", -2};
+    struct gwriter c = {s, "/b.png", "{\"set_star\":3}", -2};
+    struct store_record r;
+    pthread_t ta, tb, tc;
+
+    (void)state;
+    store_set_commit_ops(s, &ops, &g);
+    pthread_create(&ta, NULL, gwrite, &a);
+    wait_prepared(&g, 1);
+    /* a waits (pending): b, on another item, still gets through prepare. */
+    pthread_create(&tb, NULL, gwrite, &b);
+    wait_prepared(&g, 2);
+    /* c, on a's item, must not prepare before a is finished. */
+    pthread_create(&tc, NULL, gwrite, &c);
+    usleep(50000);
+    pthread_mutex_lock(&g.m);
+    assert_int_equal(g.prepared, 2);
+    /* Readers still see the old record while it is pending. */
+    pthread_mutex_unlock(&g.m);
+    assert_int_equal(store_get(s, "/b.png", &r), 0);
+    assert_int_equal(r.version, 1);
+    store_record_cleanup(&r);
+    pthread_mutex_lock(&g.m);
+    g.open = true;
+    pthread_cond_broadcast(&g.c);
+    pthread_mutex_unlock(&g.m);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_join(tc, NULL);
+    assert_int_equal(a.outcome, STORE_APPLIED);
+    assert_int_equal(b.outcome, STORE_APPLIED);
+    assert_int_equal(c.outcome, STORE_APPLIED);
+    assert_int_equal(g.finished_ok, 3);
+    assert_int_equal(store_get(s, "/b.png", &r), 0);
+    assert_int_equal(r.version, 3); /* a then c, in that order */
+    assert_int_equal(r.labels.star, 3);
+    store_record_cleanup(&r);
+    store_free(s);
+}
+
+static void store_should_restore_only_newer_versions(void **state)
+{
+    struct store *s = make_store();
+    struct store_record r;
+    struct labels l;
+
+    (void)state;
+    labels_init(&l);
+    l.star = 4;
+    assert_int_equal(store_restore(s, "/b.png", &l, 5, 77, "someone", 9), 0);
+    l.star = 1;
+    assert_int_equal(store_restore(s, "/b.png", &l, 3, 78, "older", 10), 0);
+    assert_int_equal(store_restore(s, "/gone.png", &l, 3, 78, "x", 11), LS_ENOTFOUND);
+    assert_int_equal(store_get(s, "/b.png", &r), 0);
+    assert_int_equal(r.version, 5);
+    assert_int_equal(r.labels.star, 4);
+    assert_string_equal(r.updated_by, "someone");
+    assert_int_equal(store_seq(s), 11);
+    store_record_cleanup(&r);
+    labels_cleanup(&l);
+    store_free(s);
+}
+
 static void store_should_load_the_demo_workspace(void **state)
 {
     struct store *s = store_new();
@@ -335,6 +495,8 @@ int main(void)
         cmocka_unit_test(store_should_change_nothing_when_the_commit_hook_refuses),
         cmocka_unit_test(store_should_report_too_many_tags_without_change),
         cmocka_unit_test(store_should_let_exactly_one_of_32_writers_win),
+        cmocka_unit_test(store_should_commit_other_items_while_one_waits),
+        cmocka_unit_test(store_should_restore_only_newer_versions),
         cmocka_unit_test(store_should_load_the_demo_workspace),
         cmocka_unit_test(store_should_format_times_as_rfc3339_utc),
     };
