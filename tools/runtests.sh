@@ -124,13 +124,17 @@ if [ "$do_lint_spec" = 1 ]; then
 fi
 
 # --- conformance against a fresh labelsyncd ------------------------------------
+# Fast timers, so the fixtures that need them (features events.short-keepalive,
+# events.small-ring, presence.short-ttl) run in seconds, not minutes.
+SERVER_FLAGS="--port 0 --keepalive 1 --event-ring 128 --view-ttl 2 --edit-ttl 2 --prune-interval 0.25"
+
 start_server() { # $1 = workspace; sets server_pid and url
     local out="$scratch/server.out" i
     : >"$out"
     if [ "$use_valgrind" = 1 ]; then
-        $VG build/$sflavor/labelsyncd --root "$1" --port 0 >"$out" 2>"$scratch/server.err" &
+        $VG build/$sflavor/labelsyncd --root "$1" $SERVER_FLAGS >"$out" 2>"$scratch/server.err" &
     else
-        build/$sflavor/labelsyncd --root "$1" --port 0 >"$out" 2>"$scratch/server.err" &
+        build/$sflavor/labelsyncd --root "$1" $SERVER_FLAGS >"$out" 2>"$scratch/server.err" &
     fi
     server_pid=$!
     url=""

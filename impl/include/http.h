@@ -16,18 +16,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "canon.h"
 #include "err.h"
+#include "events.h"
 #include "idem.h"
+#include "presence.h"
 #include "store.h"
 
-#define HTTP_MAX_BODY         65536
-#define HTTP_MAX_CLIENT_ID    128
-#define HTTP_MAX_UPDATED_BY   128
-#define HTTP_MAX_ORIGINS      16
-#define HTTP_MAX_ORIGIN_LEN   256
-#define HTTP_MAX_RESP_HEADERS 8
-#define HTTP_VERSION_STRING   "0.1.0"
-#define HTTP_PROTOCOL_VERSION 1
+#define HTTP_MAX_BODY          65536
+#define HTTP_MAX_CLIENT_ID     128
+#define HTTP_MAX_UPDATED_BY    128
+#define HTTP_MAX_ORIGINS       16
+#define HTTP_MAX_ORIGIN_LEN    256
+#define HTTP_MAX_RESP_HEADERS  8
+#define HTTP_MAX_PRESENCE_BODY 4096
+#define HTTP_VERSION_STRING    "0.2.0"
+#define HTTP_PROTOCOL_VERSION  1
 
 struct http_config {
     const char *host;                 /* bind address, default "127.0.0.1" */
@@ -36,8 +40,19 @@ struct http_config {
     unsigned max_connections;         /* MHD connection limit */
     const char *const *allow_origins; /* extra allowed browser origins */
     size_t nallow_origins;
-    bool no_write;         /* labels kept in memory only */
-    long long idem_ttl_us; /* idempotency retention (for /health) */
+    bool no_write;                 /* labels kept in memory only */
+    long long idem_ttl_us;         /* idempotency retention (for /health) */
+    double keepalive_s;            /* SSE keepalive period (default 15) */
+    double prune_interval_s;       /* presence prune period (default 5) */
+    double view_ttl_s, edit_ttl_s; /* presence TTLs as configured (for reports) */
+};
+
+/* The state the HTTP layer serves; every pointer is borrowed and must outlive it. */
+struct http_deps {
+    struct store *store;
+    struct idem *idem;
+    struct events_hub *events; /* NULL: no /events, no event publication */
+    struct presence *presence; /* NULL: presence routes answer 503 */
 };
 
 /* A name/value pair; value_len allows NUL bytes in values. Borrowed. */
@@ -62,6 +77,9 @@ struct http_request {
 
 struct http_response {
     int status;
+    bool stream; /* 200 text/event-stream: subscribe with stream_opts */
+    struct events_sub_opts stream_opts;
+    char stream_filter[CANON_MAX_PATH + 1];
     char *body; /* owned, malloc'd; NULL when empty */
     size_t body_len;
     size_t nheaders;
@@ -75,13 +93,21 @@ struct http_app;
 struct http_server;
 
 /*
- * http_app_new - the request logic over a store and an idempotency table
- * (both borrowed; they must outlive the app).  port is the port the server is
- * reachable on (used for the default allowed origins).  Returns NULL with
- * *err set (-ENOMEM, -EINVAL for a malformed --allow-origin).
+ * http_app_new - the request logic over deps (borrowed; they must outlive the
+ * app).  port is the port the server is reachable on (used for the default
+ * allowed origins).  Installs the store's commit hook, which publishes an
+ * event for every accepted write.  Returns NULL with *err set (-ENOMEM,
+ * -EINVAL for a malformed --allow-origin).
  */
-struct http_app *http_app_new(const struct http_config *cfg, unsigned port, struct store *store,
-                              struct idem *idem, int *err);
+struct http_app *http_app_new(const struct http_config *cfg, unsigned port,
+                              const struct http_deps *deps, int *err);
+
+/*
+ * http_app_tick - periodic work: presence prune (publishing changed counts)
+ * and, when keepalive is true, an SSE keepalive to every subscriber.  The
+ * server calls it from its ticker thread; tests call it directly.
+ */
+void http_app_tick(struct http_app *app, bool keepalive, bool prune);
 
 /* http_app_free - NULL-safe. */
 void http_app_free(struct http_app *app);
@@ -104,16 +130,17 @@ void http_response_cleanup(struct http_response *resp);
  * The app is created inside (http_server_app gives it) because the allowed
  * origins depend on the port actually bound.
  */
-LS_MUST_CHECK int http_start(const struct http_config *cfg, struct store *store, struct idem *idem,
+LS_MUST_CHECK int http_start(const struct http_config *cfg, const struct http_deps *deps,
                              struct http_server **out);
 
 /* http_port - the port the server listens on. */
 unsigned http_port(const struct http_server *srv);
 
 /*
- * http_stop - stop accepting, finish or close every connection, join the
- * threads, free the server and its app.  NULL-safe.  Must not be called with
- * any application lock held.
+ * http_stop - end every event stream, stop the ticker, stop accepting, finish
+ * or close every connection, join the threads, free the server and its app.
+ * Returns promptly even with streams open.  NULL-safe.  Must not be called
+ * with any application lock held.
  */
 void http_stop(struct http_server *srv);
 

@@ -14,6 +14,8 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <math.h>
+#include <pthread.h>
 #include <ctype.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -36,13 +38,21 @@
 
 #define HTTP_ALLOW_ITEM   "GET, HEAD, PUT, PATCH, OPTIONS"
 #define HTTP_ALLOW_READ   "GET, HEAD, OPTIONS"
+#define HTTP_ALLOW_POST   "POST, OPTIONS"
 #define HTTP_MAX_FP_INPUT (HTTP_MAX_BODY * 2 + CANON_MAX_PATH + 64)
 
 struct http_app {
     struct store *store;
     struct idem *idem;
+    struct events_hub *events;
+    struct presence *presence;
+    /* Serializes presence operations with the publication of the counts
+     * they change, so count events reach subscribers in the order the
+     * changes happened. */
+    pthread_mutex_t presence_lock;
     bool no_write;
     long long idem_ttl_us;
+    double keepalive_s, prune_interval_s, view_ttl_s, edit_ttl_s;
     char origins[HTTP_MAX_ORIGINS + 4][HTTP_MAX_ORIGIN_LEN];
     size_t norigins;
 };
@@ -777,15 +787,34 @@ fail:
     return resp_json(r, 500, NULL);
 }
 
-/* The PATCH/PUT success wrapper (PROTOCOL §5.7). */
-static cJSON *write_body(const struct store_result *res, const char *key)
+/* Add "mutation_id", "changed_fields" and "event_id" (null when seq is 0). */
+static bool add_mutation_fields(cJSON *o, const char *key, unsigned changed, unsigned long long seq)
 {
     static const char *const names[] = {"tags", "notes", "star", "metrics"};
     static const unsigned bits[] = {PATCH_CHANGED_TAGS, PATCH_CHANGED_NOTES, PATCH_CHANGED_STAR,
                                     PATCH_CHANGED_METRICS};
-    cJSON *o = cJSON_CreateObject(), *item, *arr;
-    char seq[24];
+    cJSON *arr;
+    char num[24];
     size_t i;
+
+    if (key ? !cJSON_AddStringToObject(o, "mutation_id", key)
+            : !cJSON_AddNullToObject(o, "mutation_id"))
+        return false;
+    arr = cJSON_AddArrayToObject(o, "changed_fields");
+    if (!arr)
+        return false;
+    for (i = 0; i < 4; i++)
+        if ((changed & bits[i]) && !cJSON_AddItemToArray(arr, cJSON_CreateString(names[i])))
+            return false;
+    snprintf(num, sizeof(num), "%llu", seq); /* raw: exact above 2^31 */
+    return seq ? cJSON_AddRawToObject(o, "event_id", num) != NULL
+               : cJSON_AddNullToObject(o, "event_id") != NULL;
+}
+
+/* The PATCH/PUT success wrapper (PROTOCOL §5.7). */
+static cJSON *write_body(const struct store_result *res, const char *key)
+{
+    cJSON *o = cJSON_CreateObject(), *item;
 
     if (!o)
         return NULL;
@@ -794,23 +823,125 @@ static cJSON *write_body(const struct store_result *res, const char *key)
         cJSON_Delete(item);
         goto fail;
     }
-    if (key ? !cJSON_AddStringToObject(o, "mutation_id", key)
-            : !cJSON_AddNullToObject(o, "mutation_id"))
-        goto fail;
-    arr = cJSON_AddArrayToObject(o, "changed_fields");
-    if (!arr)
-        goto fail;
-    for (i = 0; i < 4; i++)
-        if ((res->changed & bits[i]) && !cJSON_AddItemToArray(arr, cJSON_CreateString(names[i])))
-            goto fail;
-    snprintf(seq, sizeof(seq), "%llu", res->seq); /* raw: exact above 2^31 */
-    if (res->outcome == STORE_APPLIED ? !cJSON_AddRawToObject(o, "event_id", seq)
-                                      : !cJSON_AddNullToObject(o, "event_id"))
+    if (!add_mutation_fields(o, key, res->outcome == STORE_APPLIED ? res->changed : 0,
+                             res->outcome == STORE_APPLIED ? res->seq : 0))
         goto fail;
     return o;
 fail:
     cJSON_Delete(o);
     return NULL;
+}
+
+/*
+ * The commit hooks (store.h).  prepare runs under the store lock: it takes
+ * the next event id (so ids follow commit order) and builds the event.
+ * finish runs once the record is visible and commits the event, or cancels
+ * the id when the write was abandoned.  A reader that reacts to the event
+ * always sees the new record.  A write that changed only metrics is a
+ * metrics-updated event (PROTOCOL §15).
+ */
+struct commit_ticket {
+    unsigned long long id;
+    bool metrics_only;
+    char *text;
+};
+
+static int app_prepare(void *ctx, const struct store_write *w, const struct store_record *next,
+                       unsigned changed, unsigned long long *seq, void **ticket)
+{
+    struct http_app *app = ctx;
+    struct commit_ticket *t;
+    cJSON *o;
+    int rc;
+
+    *ticket = NULL;
+    if (!app->events)
+        return 0; /* no hub: the store numbers commits itself */
+    t = calloc(1, sizeof(*t));
+    if (!t)
+        return -ENOMEM;
+    rc = events_reserve(app->events, &t->id);
+    if (rc) {
+        free(t);
+        return rc;
+    }
+    t->metrics_only = changed == PATCH_CHANGED_METRICS;
+    o = store_record_to_json(next);
+    if (o && t->metrics_only) {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "tags");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "notes");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "star");
+    }
+    t->text = o && add_mutation_fields(o, w->mutation_id, changed, t->id)
+                  ? cJSON_PrintUnformatted(o)
+                  : NULL;
+    cJSON_Delete(o);
+    if (!t->text) {
+        events_cancel(app->events, t->id);
+        free(t);
+        return -ENOMEM;
+    }
+    *seq = t->id;
+    *ticket = t;
+    return 0;
+}
+
+static void app_finish(void *ctx, void *ticket, const struct store_record *rec, bool ok)
+{
+    struct http_app *app = ctx;
+    struct commit_ticket *t = ticket;
+
+    if (!t)
+        return;
+    if (!ok)
+        events_cancel(app->events, t->id);
+    else if (events_commit(app->events, t->id, t->metrics_only ? "metrics-updated" : "item-updated",
+                           rec->path, false, t->text, strlen(t->text)) != 0)
+        TRACE_E("events", "event %llu of %s could not be published", t->id, rec->path);
+    free(t->text);
+    free(t);
+}
+
+/* Publish one presence event per changed gallery (already sorted). */
+static void publish_presence(struct http_app *app, struct presence_changes *ch)
+{
+    char data[CANON_MAX_PATH * 6 + 96];
+    size_t i;
+
+    for (i = 0; app->events && i < ch->n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        char *text;
+
+        if (!o || !cJSON_AddStringToObject(o, "gallery_id", ch->items[i].gallery_id) ||
+            !cJSON_AddNumberToObject(o, "viewing", ch->items[i].viewing) ||
+            !cJSON_AddNumberToObject(o, "editing", ch->items[i].editing) ||
+            !(text = cJSON_PrintUnformatted(o))) {
+            cJSON_Delete(o);
+            TRACE_E("presence", "cannot build a presence event: out of memory");
+            continue;
+        }
+        cJSON_Delete(o);
+        snprintf(data, sizeof(data), "%s", text);
+        free(text);
+        if (events_publish(app->events, "presence", ch->items[i].gallery_id, true, data,
+                           strlen(data), NULL) != 0)
+            TRACE_E("presence", "cannot publish presence of %s", ch->items[i].gallery_id);
+    }
+}
+
+/* A write answered 200 marks its client as editing (PROTOCOL §16). */
+static void touch_edit(struct http_app *app, const char *client)
+{
+    struct presence_changes ch;
+
+    if (!app->presence || !client[0])
+        return;
+    memset(&ch, 0, sizeof(ch));
+    pthread_mutex_lock(&app->presence_lock);
+    if (presence_touch_edit(app->presence, client, mono_us(), &ch) == 0)
+        publish_presence(app, &ch);
+    pthread_mutex_unlock(&app->presence_lock);
+    presence_changes_cleanup(&ch);
 }
 
 /* The request fingerprint of PROTOCOL §6.2. */
@@ -924,6 +1055,7 @@ static int handle_item_write(struct http_app *app, const struct http_request *q,
     w.patch = &p;
     w.actor = h.actor;
     w.now_us = now_us();
+    w.mutation_id = h.has_key ? h.key : NULL;
     rc = store_write(app->store, &w, &res);
     if (rc) {
         resp_from_err(r, rc);
@@ -955,6 +1087,7 @@ static int handle_item_write(struct http_app *app, const struct http_request *q,
         if (is_patch)
             set_etag(r, res.rec.version);
         resp_json(r, 200, write_body(&res, h.has_key ? h.key : NULL));
+        touch_edit(app, h.client);
         break;
     }
     if (reserved && r->body && r->status != 500) {
@@ -1010,6 +1143,424 @@ fail:
     return resp_json(r, 500, NULL);
 }
 
+/* ------------------------------------------------------------------------
+ * Events (PROTOCOL §15)
+ * ---------------------------------------------------------------------- */
+
+/* A resume id: decimal digits, no sign, no leading zero (except "0"), <= 2^53-1. */
+static void parse_resume(const char *v, size_t n, struct events_sub_opts *o)
+{
+    o->has_last = true;
+    if (!trim_ows(&v, &n) || !parse_version(v, n, &o->last_id))
+        o->last_invalid = true;
+}
+
+static int handle_events(struct http_app *app, const struct http_request *q,
+                         struct http_response *r, bool head)
+{
+    char hbuf[HTTP_MAX_HEADER_VALUE], raw[CANON_MAX_INPUT + 1];
+    struct events_sub_opts *o = &r->stream_opts;
+    enum canon_reason why = CANON_OK;
+    const char *lei;
+    size_t n = 0, rlen = 0, flen = 0;
+    bool toolong = false;
+    enum qp_result qr;
+
+    memset(o, 0, sizeof(*o));
+    qr = req_query(q, "gallery_id", raw, &rlen, &why);
+    if (qr == QP_DUP)
+        return resp_error_s(r, 400, "duplicate_parameter",
+                            "the query parameter 'gallery_id' must be given only once", "parameter",
+                            "gallery_id");
+    if (qr == QP_BAD || (qr == QP_OK && canon_path(raw, rlen, r->stream_filter, &flen, &why))) {
+        cJSON *e = err_obj("invalid_path", "the gallery id is not acceptable; see 'reason'");
+
+        if (e && (!cJSON_AddStringToObject(e, "parameter", "gallery_id") ||
+                  !cJSON_AddStringToObject(e, "reason", canon_reason_name(why)))) {
+            cJSON_Delete(e);
+            e = NULL;
+        }
+        return resp_json(r, 400, e);
+    }
+    if (qr == QP_OK) {
+        if (!store_is_folder(app->store, r->stream_filter))
+            return resp_error_s(r, 404, "folder_not_found", "no folder has this path", "path",
+                                r->stream_filter);
+        o->filter = r->stream_filter;
+    }
+    /* The header wins over the query: browsers send it on their own
+     * reconnects, so it is the fresher cursor (PROTOCOL §15). */
+    lei = req_header(q, "Last-Event-ID", hbuf, &n, &toolong);
+    if (lei) {
+        parse_resume(toolong ? "x" : lei, toolong ? 1 : n, o);
+    } else {
+        qr = req_query(q, "last_event_id", raw, &rlen, &why);
+        if (qr == QP_OK)
+            parse_resume(raw, rlen, o);
+        else if (qr != QP_MISSING)
+            parse_resume("x", 1, o);
+    }
+    r->status = 200;
+    resp_header(r, "Content-Type", "text/event-stream");
+    resp_header(r, "Cache-Control", "no-store");
+    resp_header(r, "X-Accel-Buffering", "no");
+    r->stream = !head && app->events != NULL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Presence (PROTOCOL §16)
+ * ---------------------------------------------------------------------- */
+
+enum pf { PF_GALLERY, PF_FROM, PF_TO, PF_LEASE, PF_CLIENT, PF_COUNT };
+static const char *const pf_names[PF_COUNT] = {"gallery_id", "from_gallery_id", "to_gallery_id",
+                                               "lease_id", "client_id"};
+
+struct pbody {
+    const char *v[PF_COUNT]; /* borrowed from root; NULL = absent or null */
+    char gallery[3][CANON_MAX_PATH + 1];
+    char client[HTTP_MAX_CLIENT_ID + 1];
+    cJSON *root;
+};
+
+static int resp_pointer_error(struct http_response *r, int status, const char *code,
+                              const char *msg, const char *member, const char *expected)
+{
+    char ptr[64];
+    cJSON *o = err_obj(code, msg);
+
+    snprintf(ptr, sizeof(ptr), "/%s", member);
+    if (o &&
+        (!cJSON_AddStringToObject(o, "pointer", ptr) ||
+         (strcmp(code, "unknown_field") == 0 && !cJSON_AddStringToObject(o, "field", member)) ||
+         (expected && !cJSON_AddStringToObject(o, "expected", expected)))) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return resp_json(r, status, o);
+}
+
+static bool visible_ascii(const char *s, size_t n, size_t max)
+{
+    size_t i;
+
+    if (n == 0 || n > max)
+        return false;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+            return false;
+    return true;
+}
+
+/*
+ * Parse and validate a presence body: allowed and required members (bits of
+ * enum pf), types, client id (body or X-Client-Id), gallery ids (canonical
+ * folders).  Answers the error itself and returns false on any failure.
+ */
+static bool presence_body(struct http_app *app, const struct http_request *q,
+                          struct http_response *r, unsigned allowed, unsigned required,
+                          struct pbody *b)
+{
+    struct patch_error pe;
+    const cJSON *m, *m2;
+    char hbuf[HTTP_MAX_HEADER_VALUE];
+    const char *hv;
+    size_t hn = 0;
+    bool toolong = false;
+    int rc = 0, k;
+
+    memset(b, 0, sizeof(*b));
+    memset(&pe, 0, sizeof(pe));
+    if (!check_body_preconditions(q, r, false))
+        return false;
+    if (q->body_len > HTTP_MAX_PRESENCE_BODY) {
+        cJSON *o = err_obj("body_too_large", "the request body exceeds the limit");
+
+        if (o && !cJSON_AddNumberToObject(o, "limit", HTTP_MAX_PRESENCE_BODY)) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        resp_json(r, 413, o);
+        return false;
+    }
+    b->root = patch_json_parse(q->body ? q->body : "", q->body_len, &pe, &rc);
+    if (!b->root) {
+        resp_patch_error(r, rc, &pe);
+        return false;
+    }
+    if (!cJSON_IsObject(b->root)) {
+        resp_pointer_error(r, 400, "invalid_type", "the body must be a JSON object", "", "object");
+        goto fail;
+    }
+    /* Types first, then unknown members, then duplicates (as PATCH bodies). */
+    cJSON_ArrayForEach(m, b->root)
+    {
+        for (k = 0; k < PF_COUNT; k++)
+            if ((allowed & (1u << k)) && strcmp(m->string, pf_names[k]) == 0)
+                break;
+        if (k == PF_COUNT) {
+            if (!canon_utf8_valid(m->string, strlen(m->string)))
+                resp_pointer_error(r, 400, "unknown_field", "unknown member", "", NULL);
+            else
+                resp_pointer_error(r, 400, "unknown_field", "this member is not allowed here",
+                                   m->string, NULL);
+            goto fail;
+        }
+        if (!cJSON_IsString(m) && !(cJSON_IsNull(m) && !(required & (1u << k)))) {
+            resp_pointer_error(r, 400, "invalid_type", "this member must be a string", m->string,
+                               (required & (1u << k)) ? "string" : "string or null");
+            goto fail;
+        }
+        for (m2 = m->next; m2; m2 = m2->next)
+            if (strcmp(m2->string, m->string) == 0) {
+                resp_pointer_error(r, 400, "duplicate_field", "this member appears twice",
+                                   m->string, NULL);
+                goto fail;
+            }
+        b->v[k] = cJSON_IsString(m) ? m->valuestring : NULL;
+    }
+    for (k = 0; k < PF_COUNT; k++)
+        if ((required & (1u << k)) && !b->v[k]) {
+            resp_pointer_error(r, 400, "missing_field", "a required member is missing", pf_names[k],
+                               NULL);
+            goto fail;
+        }
+    /* The client: body member, else X-Client-Id; both must agree. */
+    hv = req_header(q, "X-Client-Id", hbuf, &hn, &toolong);
+    if (hv && trim_ows(&hv, &hn) && (toolong || !visible_ascii(hv, hn, HTTP_MAX_CLIENT_ID))) {
+        header_bad(r, "X-Client-Id", "X-Client-Id must be 1 to 128 visible ASCII characters");
+        goto fail;
+    }
+    if (b->v[PF_CLIENT]) {
+        size_t cl = strlen(b->v[PF_CLIENT]);
+
+        if (!visible_ascii(b->v[PF_CLIENT], cl, HTTP_MAX_CLIENT_ID)) {
+            resp_pointer_error(r, 400, "invalid_value",
+                               "client_id must be 1 to 128 visible ASCII characters", "client_id",
+                               NULL);
+            goto fail;
+        }
+        if (hv && hn && (hn != cl || memcmp(hv, b->v[PF_CLIENT], cl) != 0)) {
+            resp_pointer_error(r, 400, "invalid_value",
+                               "client_id and the X-Client-Id header disagree", "client_id", NULL);
+            goto fail;
+        }
+        memcpy(b->client, b->v[PF_CLIENT], cl + 1);
+    } else if (hv && hn) {
+        memcpy(b->client, hv, hn);
+        b->client[hn] = '\0';
+    } else {
+        resp_pointer_error(r, 400, "missing_field",
+                           "client_id is required (in the body or as X-Client-Id)", "client_id",
+                           NULL);
+        goto fail;
+    }
+    if (b->v[PF_LEASE] && strlen(b->v[PF_LEASE]) > 0 &&
+        !visible_ascii(b->v[PF_LEASE], strlen(b->v[PF_LEASE]), 64)) {
+        resp_pointer_error(r, 400, "invalid_value", "lease_id is not a lease id", "lease_id", NULL);
+        goto fail;
+    }
+    /* Gallery ids: canonical, then existing folders. */
+    for (k = PF_GALLERY; k <= PF_TO; k++) {
+        enum canon_reason why = CANON_OK;
+        size_t gl = 0;
+
+        if (!b->v[k])
+            continue;
+        if (canon_path(b->v[k], strlen(b->v[k]), b->gallery[k], &gl, &why) != 0) {
+            cJSON *o = err_obj("invalid_path", "the gallery id is not acceptable; see 'reason'");
+
+            if (o && (!cJSON_AddStringToObject(o, "parameter", pf_names[k]) ||
+                      !cJSON_AddStringToObject(o, "reason", canon_reason_name(why)))) {
+                cJSON_Delete(o);
+                o = NULL;
+            }
+            resp_json(r, 400, o);
+            goto fail;
+        }
+    }
+    for (k = PF_GALLERY; k <= PF_TO; k++)
+        if (b->v[k] && !store_is_folder(app->store, b->gallery[k])) {
+            resp_error_s(r, 404, "folder_not_found", "no folder has this path", "path",
+                         b->gallery[k]);
+            goto fail;
+        }
+    return true;
+fail:
+    cJSON_Delete(b->root);
+    b->root = NULL;
+    return false;
+}
+
+static cJSON *scope_obj(const char *gallery, unsigned viewing, unsigned editing)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    if (o && (!cJSON_AddStringToObject(o, "gallery_id", gallery) ||
+              !cJSON_AddNumberToObject(o, "viewing", viewing) ||
+              !cJSON_AddNumberToObject(o, "editing", editing))) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    return o;
+}
+
+enum presence_op { POP_JOIN, POP_MOVE, POP_LEAVE, POP_HEARTBEAT };
+
+static int handle_presence(struct http_app *app, const struct http_request *q,
+                           struct http_response *r, enum presence_op op)
+{
+    static const unsigned allowed[] = {
+        [POP_JOIN] = 1u << PF_GALLERY | 1u << PF_LEASE | 1u << PF_CLIENT,
+        [POP_MOVE] = 1u << PF_FROM | 1u << PF_TO | 1u << PF_LEASE | 1u << PF_CLIENT,
+        [POP_LEAVE] = 1u << PF_GALLERY | 1u << PF_LEASE | 1u << PF_CLIENT,
+        [POP_HEARTBEAT] = 1u << PF_GALLERY | 1u << PF_CLIENT,
+    };
+    static const unsigned required[] = {
+        [POP_JOIN] = 1u << PF_GALLERY,
+        [POP_MOVE] = 1u << PF_FROM | 1u << PF_TO | 1u << PF_LEASE,
+        [POP_LEAVE] = 1u << PF_GALLERY | 1u << PF_LEASE,
+        [POP_HEARTBEAT] = 1u << PF_GALLERY,
+    };
+    struct presence_reply rep;
+    struct presence_changes ch;
+    struct pbody b;
+    long long now = mono_us();
+    cJSON *o = NULL;
+    int rc;
+
+    if (!app->presence)
+        return resp_error(r, 503, "unavailable", "presence is not enabled on this server");
+    if (!presence_body(app, q, r, allowed[op], required[op], &b))
+        return 0;
+    memset(&ch, 0, sizeof(ch));
+    memset(&rep, 0, sizeof(rep));
+    pthread_mutex_lock(&app->presence_lock);
+    switch (op) {
+    case POP_JOIN:
+        rc = presence_join(app->presence, b.client, b.gallery[PF_GALLERY], b.v[PF_LEASE], now, &rep,
+                           &ch);
+        break;
+    case POP_MOVE:
+        rc = presence_move(app->presence, b.client, b.v[PF_LEASE], b.gallery[PF_FROM],
+                           b.gallery[PF_TO], now, &rep, &ch);
+        break;
+    case POP_LEAVE:
+        rc = presence_leave(app->presence, b.client, b.v[PF_LEASE], b.gallery[PF_GALLERY], now,
+                            &rep, &ch);
+        break;
+    case POP_HEARTBEAT:
+    default:
+        rc = presence_heartbeat(app->presence, b.client, b.gallery[PF_GALLERY], now, &rep, &ch);
+        break;
+    }
+    if (rc == 0)
+        publish_presence(app, &ch);
+    pthread_mutex_unlock(&app->presence_lock);
+    presence_changes_cleanup(&ch);
+    if (rc) {
+        resp_from_err(r, rc);
+        goto out;
+    }
+    if (rep.result == PRESENCE_INVALID_LEASE) {
+        o = err_obj("invalid_lease", "the lease is not this client's current lease");
+        if (o && (!cJSON_AddStringToObject(o, "gallery_id",
+                                           b.gallery[op == POP_MOVE ? PF_FROM : PF_GALLERY]) ||
+                  !cJSON_AddStringToObject(o, "client_id", b.client))) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        resp_json(r, 409, o);
+        goto out;
+    }
+    if (rep.result == PRESENCE_SCOPE_MISMATCH) {
+        o = err_obj("scope_mismatch", "the session is in another gallery");
+        if (o && (!cJSON_AddStringToObject(o, "requested_gallery_id",
+                                           b.gallery[op == POP_MOVE ? PF_FROM : PF_GALLERY]) ||
+                  !cJSON_AddStringToObject(o, "actual_gallery_id", rep.gallery_id) ||
+                  !cJSON_AddStringToObject(o, "client_id", b.client))) {
+            cJSON_Delete(o);
+            o = NULL;
+        }
+        resp_json(r, 409, o);
+        goto out;
+    }
+    o = cJSON_CreateObject();
+    if (!o || !cJSON_AddStringToObject(o, "client_id", b.client))
+        goto fail;
+    if (op == POP_MOVE) {
+        cJSON *from = scope_obj(rep.from_gallery, rep.from_viewing, rep.from_editing);
+        cJSON *to = scope_obj(rep.to_gallery, rep.to_viewing, rep.to_editing);
+
+        if (!cJSON_AddStringToObject(o, "lease_id", b.v[PF_LEASE]) || !from ||
+            !cJSON_AddItemToObject(o, "from", from)) {
+            cJSON_Delete(from);
+            cJSON_Delete(to);
+            goto fail;
+        }
+        if (!to || !cJSON_AddItemToObject(o, "to", to)) {
+            cJSON_Delete(to);
+            goto fail;
+        }
+    } else {
+        if (!cJSON_AddStringToObject(o, "gallery_id", rep.gallery_id) ||
+            (op != POP_LEAVE && !cJSON_AddStringToObject(o, "lease_id", rep.lease_id)) ||
+            !cJSON_AddNumberToObject(o, "viewing", rep.viewing) ||
+            !cJSON_AddNumberToObject(o, "editing", rep.editing) ||
+            (op == POP_LEAVE && !cJSON_AddBoolToObject(o, "removed", rep.removed)))
+            goto fail;
+    }
+    resp_json(r, 200, o);
+    goto out;
+fail:
+    cJSON_Delete(o);
+    resp_json(r, 500, NULL);
+out:
+    cJSON_Delete(b.root);
+    return 0;
+}
+
+static int handle_diagnostics(struct http_app *app, struct http_response *r)
+{
+    struct presence_stats st;
+    struct presence_changes list;
+    cJSON *o = cJSON_CreateObject(), *arr;
+    long long now = mono_us();
+    size_t i;
+
+    memset(&list, 0, sizeof(list));
+    if (!app->presence) {
+        cJSON_Delete(o);
+        return resp_error(r, 503, "unavailable", "presence is not enabled on this server");
+    }
+    presence_stats(app->presence, now, &st);
+    if (!o || presence_list(app->presence, now, &list) != 0 ||
+        !cJSON_AddNumberToObject(o, "view_ttl_seconds", app->view_ttl_s) ||
+        !cJSON_AddNumberToObject(o, "edit_ttl_seconds", app->edit_ttl_s) ||
+        !cJSON_AddNumberToObject(o, "prune_interval_seconds", app->prune_interval_s) ||
+        !cJSON_AddNumberToObject(o, "active_clients", (double)st.active_clients) ||
+        !cJSON_AddNumberToObject(o, "active_scopes", (double)st.active_scopes) ||
+        !cJSON_AddNumberToObject(o, "stale_pruned_total", (double)st.stale_pruned_total) ||
+        !cJSON_AddNumberToObject(o, "invalid_lease_total", (double)st.invalid_lease_total) ||
+        !cJSON_AddNumberToObject(o, "scope_mismatch_total", (double)st.scope_mismatch_total) ||
+        !(arr = cJSON_AddArrayToObject(o, "galleries")))
+        goto fail;
+    for (i = 0; i < list.n; i++)
+        if (!cJSON_AddItemToArray(arr, scope_obj(list.items[i].gallery_id, list.items[i].viewing,
+                                                 list.items[i].editing)))
+            goto fail;
+    presence_changes_cleanup(&list);
+    return resp_json(r, 200, o);
+fail:
+    presence_changes_cleanup(&list);
+    cJSON_Delete(o);
+    return resp_json(r, 500, NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * Health
+ * ---------------------------------------------------------------------- */
+
 static const char *const http_features[] = {
     "items",
     "items.put",
@@ -1024,22 +1575,52 @@ static const char *const http_features[] = {
     "limits",
     "origin-check",
     "strict-paths",
+    "events",
+    "events.replay",
+    "events.filter",
+    "events.metrics",
+    "presence",
+    "presence.legacy",
+    "presence.editing",
 };
 
 static int handle_health(struct http_app *app, struct http_response *r)
 {
-    cJSON *o = cJSON_CreateObject(), *feat, *labels, *idem;
+    cJSON *o = cJSON_CreateObject(), *feat, *labels, *idem, *ev, *pr;
+    struct events_stats es;
+    struct presence_stats ps;
     size_t i;
 
+    memset(&es, 0, sizeof(es));
+    memset(&ps, 0, sizeof(ps));
+    if (app->events)
+        events_stats(app->events, &es);
+    if (app->presence)
+        presence_stats(app->presence, mono_us(), &ps);
     if (!o || !cJSON_AddTrueToObject(o, "ok") ||
         !cJSON_AddStringToObject(o, "server", "labelsyncd") ||
         !cJSON_AddStringToObject(o, "version", HTTP_VERSION_STRING) ||
         !cJSON_AddNumberToObject(o, "protocol", HTTP_PROTOCOL_VERSION) ||
         !(feat = cJSON_AddArrayToObject(o, "features")))
         goto fail;
-    for (i = 0; i < sizeof(http_features) / sizeof(http_features[0]); i++)
+    for (i = 0; i < sizeof(http_features) / sizeof(http_features[0]); i++) {
+        if (!app->events && strncmp(http_features[i], "events", 6) == 0)
+            continue;
+        if (!app->presence && strncmp(http_features[i], "presence", 8) == 0)
+            continue;
         if (!cJSON_AddItemToArray(feat, cJSON_CreateString(http_features[i])))
             goto fail;
+    }
+    /* Features that describe this running configuration, so fixtures that
+     * need fast timers only run where the timers are fast (PROTOCOL §9). */
+    if ((app->events && app->keepalive_s <= 2.0 &&
+         !cJSON_AddItemToArray(feat, cJSON_CreateString("events.short-keepalive"))) ||
+        (app->events && es.ring_capacity <= 256 &&
+         !cJSON_AddItemToArray(feat, cJSON_CreateString("events.small-ring"))) ||
+        (app->presence && app->view_ttl_s <= 3.0 && app->edit_ttl_s <= 3.0 &&
+         app->prune_interval_s <= 0.5 &&
+         !cJSON_AddItemToArray(feat, cJSON_CreateString("presence.short-ttl"))))
+        goto fail;
     if (!cJSON_AddNumberToObject(o, "items", (double)store_count(app->store)) ||
         !(labels = cJSON_AddObjectToObject(o, "labels")) ||
         !cJSON_AddTrueToObject(labels, "enabled") || !cJSON_AddFalseToObject(labels, "persisted") ||
@@ -1049,6 +1630,25 @@ static int handle_health(struct http_app *app, struct http_response *r)
         !cJSON_AddNumberToObject(idem, "entries", (double)idem_count(app->idem)) ||
         !cJSON_AddNumberToObject(idem, "capacity", IDEM_DEFAULT_ENTRIES) ||
         !cJSON_AddNumberToObject(idem, "ttl_seconds", (double)(app->idem_ttl_us / 1000000)))
+        goto fail;
+    if (app->events &&
+        (!(ev = cJSON_AddObjectToObject(o, "events")) ||
+         !cJSON_AddNumberToObject(ev, "subscribers", (double)es.subscribers) ||
+         !cJSON_AddNumberToObject(ev, "last_event_id", (double)es.last_event_id) ||
+         !cJSON_AddNumberToObject(ev, "ring_size", (double)es.ring_size) ||
+         !cJSON_AddNumberToObject(ev, "ring_capacity", (double)es.ring_capacity) ||
+         !cJSON_AddNumberToObject(ev, "oldest_event_id", (double)es.oldest_event_id) ||
+         !cJSON_AddNumberToObject(ev, "keepalive_seconds", app->keepalive_s) ||
+         !cJSON_AddNumberToObject(ev, "resync_total", (double)es.resync_total) ||
+         !cJSON_AddNumberToObject(ev, "lagging_closed_total", (double)es.lagging_closed_total)))
+        goto fail;
+    if (app->presence &&
+        (!(pr = cJSON_AddObjectToObject(o, "presence")) ||
+         !cJSON_AddNumberToObject(pr, "active_clients", (double)ps.active_clients) ||
+         !cJSON_AddNumberToObject(pr, "active_scopes", (double)ps.active_scopes) ||
+         !cJSON_AddNumberToObject(pr, "view_ttl_seconds", app->view_ttl_s) ||
+         !cJSON_AddNumberToObject(pr, "edit_ttl_seconds", app->edit_ttl_s) ||
+         !cJSON_AddNumberToObject(pr, "prune_interval_seconds", app->prune_interval_s)))
         goto fail;
     return resp_json(r, 200, o);
 fail:
@@ -1060,16 +1660,45 @@ fail:
  * Dispatch
  * ---------------------------------------------------------------------- */
 
-enum route { ROUTE_NONE, ROUTE_ITEM, ROUTE_FOLDERS, ROUTE_HEALTH };
+enum route {
+    ROUTE_NONE,
+    ROUTE_ITEM,
+    ROUTE_FOLDERS,
+    ROUTE_HEALTH,
+    ROUTE_EVENTS,
+    ROUTE_JOIN,
+    ROUTE_MOVE,
+    ROUTE_LEAVE,
+    ROUTE_HEARTBEAT,
+    ROUTE_DIAG,
+};
 
-static enum route route_of(const char *url)
+static const struct {
+    const char *path;
+    enum route route;
+    const char *allow;
+} http_routes[] = {
+    {"/item", ROUTE_ITEM, HTTP_ALLOW_ITEM},
+    {"/folders", ROUTE_FOLDERS, HTTP_ALLOW_READ},
+    {"/health", ROUTE_HEALTH, HTTP_ALLOW_READ},
+    {"/events", ROUTE_EVENTS, HTTP_ALLOW_READ},
+    {"/presence/join", ROUTE_JOIN, HTTP_ALLOW_POST},
+    {"/presence/move", ROUTE_MOVE, HTTP_ALLOW_POST},
+    {"/presence/leave", ROUTE_LEAVE, HTTP_ALLOW_POST},
+    {"/presence", ROUTE_HEARTBEAT, HTTP_ALLOW_POST},
+    {"/presence/diagnostics", ROUTE_DIAG, HTTP_ALLOW_READ},
+};
+
+static enum route route_of(const char *url, const char **allow)
 {
-    if (strcmp(url, "/item") == 0)
-        return ROUTE_ITEM;
-    if (strcmp(url, "/folders") == 0)
-        return ROUTE_FOLDERS;
-    if (strcmp(url, "/health") == 0)
-        return ROUTE_HEALTH;
+    size_t i;
+
+    for (i = 0; i < sizeof(http_routes) / sizeof(http_routes[0]); i++)
+        if (strcmp(url, http_routes[i].path) == 0) {
+            *allow = http_routes[i].allow;
+            return http_routes[i].route;
+        }
+    *allow = HTTP_ALLOW_READ;
     return ROUTE_NONE;
 }
 
@@ -1099,11 +1728,13 @@ static int method_not_allowed(struct http_response *r, const char *allow)
 
 int http_handle(struct http_app *app, const struct http_request *q, struct http_response *r)
 {
-    enum route rt = route_of(q->url);
+    const char *allow = HTTP_ALLOW_READ;
+    enum route rt = route_of(q->url, &allow);
     const char *m = q->method;
-    const char *allow = rt == ROUTE_ITEM ? HTTP_ALLOW_ITEM : HTTP_ALLOW_READ;
-    bool read = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0;
-    bool write = rt == ROUTE_ITEM && (strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0);
+    bool is_post_route = strcmp(allow, HTTP_ALLOW_POST) == 0;
+    bool read = !is_post_route && (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0);
+    bool write = (rt == ROUTE_ITEM && (strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0)) ||
+                 (is_post_route && strcmp(m, "POST") == 0);
 
     memset(r, 0, sizeof(*r));
     if (rt == ROUTE_NONE)
@@ -1129,19 +1760,48 @@ int http_handle(struct http_app *app, const struct http_request *q, struct http_
                                 "writes from this browser origin are not allowed", "origin",
                                 canon_utf8_valid(shown, strlen(shown)) ? shown : "");
         }
-        return handle_item_write(app, q, r, strcmp(m, "PATCH") == 0);
     }
     switch (rt) {
     case ROUTE_ITEM:
+        if (write)
+            return handle_item_write(app, q, r, strcmp(m, "PATCH") == 0);
         return handle_item_get(app, q, r);
     case ROUTE_FOLDERS:
         return handle_folders(app, q, r);
     case ROUTE_HEALTH:
         return handle_health(app, r);
+    case ROUTE_EVENTS:
+        return handle_events(app, q, r, strcmp(m, "HEAD") == 0);
+    case ROUTE_JOIN:
+        return handle_presence(app, q, r, POP_JOIN);
+    case ROUTE_MOVE:
+        return handle_presence(app, q, r, POP_MOVE);
+    case ROUTE_LEAVE:
+        return handle_presence(app, q, r, POP_LEAVE);
+    case ROUTE_HEARTBEAT:
+        return handle_presence(app, q, r, POP_HEARTBEAT);
+    case ROUTE_DIAG:
+        return handle_diagnostics(app, r);
     case ROUTE_NONE:
     default:
         return resp_error(r, 404, "not_found", "no such route");
     }
+}
+
+void http_app_tick(struct http_app *app, bool keepalive, bool prune)
+{
+    struct presence_changes ch;
+
+    if (keepalive && app->events)
+        events_keepalive(app->events);
+    if (!prune || !app->presence)
+        return;
+    memset(&ch, 0, sizeof(ch));
+    pthread_mutex_lock(&app->presence_lock);
+    if (presence_prune(app->presence, mono_us(), &ch) == 0)
+        publish_presence(app, &ch);
+    pthread_mutex_unlock(&app->presence_lock);
+    presence_changes_cleanup(&ch);
 }
 
 /* ------------------------------------------------------------------------
@@ -1158,22 +1818,29 @@ static int app_add_origin(struct http_app *app, const char *o)
     return 0;
 }
 
-struct http_app *http_app_new(const struct http_config *cfg, unsigned port, struct store *store,
-                              struct idem *idem, int *err)
+struct http_app *http_app_new(const struct http_config *cfg, unsigned port,
+                              const struct http_deps *deps, int *err)
 {
     struct http_app *app = calloc(1, sizeof(*app));
     char tmp[HTTP_MAX_ORIGIN_LEN];
     size_t i;
     int rc = 0;
 
-    if (!app) {
+    if (!app || pthread_mutex_init(&app->presence_lock, NULL) != 0) {
+        free(app);
         *err = -ENOMEM;
         return NULL;
     }
-    app->store = store;
-    app->idem = idem;
+    app->store = deps->store;
+    app->idem = deps->idem;
+    app->events = deps->events;
+    app->presence = deps->presence;
     app->no_write = cfg->no_write;
     app->idem_ttl_us = cfg->idem_ttl_us ? cfg->idem_ttl_us : IDEM_DEFAULT_TTL_US;
+    app->keepalive_s = cfg->keepalive_s > 0 ? cfg->keepalive_s : 15.0;
+    app->prune_interval_s = cfg->prune_interval_s > 0 ? cfg->prune_interval_s : 5.0;
+    app->view_ttl_s = cfg->view_ttl_s > 0 ? cfg->view_ttl_s : 75.0;
+    app->edit_ttl_s = cfg->edit_ttl_s > 0 ? cfg->edit_ttl_s : 60.0;
     if (cfg->nallow_origins > HTTP_MAX_ORIGINS) {
         rc = -EINVAL;
         goto fail;
@@ -1191,8 +1858,14 @@ struct http_app *http_app_new(const struct http_config *cfg, unsigned port, stru
     }
     if (rc)
         goto fail;
+    {
+        static const struct store_commit_ops ops = {app_prepare, NULL, app_finish};
+
+        store_set_commit_ops(app->store, &ops, app);
+    }
     return app;
 fail:
+    pthread_mutex_destroy(&app->presence_lock);
     free(app);
     *err = rc;
     return NULL;
@@ -1200,6 +1873,10 @@ fail:
 
 void http_app_free(struct http_app *app)
 {
+    if (!app)
+        return;
+    store_set_commit_ops(app->store, NULL, NULL);
+    pthread_mutex_destroy(&app->presence_lock);
     free(app);
 }
 
@@ -1213,7 +1890,20 @@ void http_app_free(struct http_app *app)
 struct http_server {
     struct MHD_Daemon *daemon;
     struct http_app *app;
+    struct events_hub *events;
     unsigned port;
+    /* The ticker: keepalives and presence prunes on their own periods. */
+    pthread_t ticker;
+    bool ticker_running, stopping;
+    pthread_mutex_t tick_lock;
+    pthread_cond_t tick_cond;
+    double keepalive_s, prune_s;
+};
+
+/* One event stream: the subscriber and the connection it writes to. */
+struct sse_conn {
+    struct MHD_Connection *conn;
+    struct events_sub *sub;
 };
 
 /* Per-request state, freed by the completion callback. */
@@ -1273,6 +1963,82 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct http_response *r)
     for (i = 0; i < r->nheaders; i++)
         MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
     ret = MHD_queue_response(c, (unsigned)(r->status ? r->status : 500), mr);
+    MHD_destroy_response(mr);
+    return ret;
+}
+
+/*
+ * Event streams.  park and wake run with the hub lock held (events.h): a
+ * stream is suspended in the same critical section that marks it parked, so
+ * a publisher can never resume a connection that is not suspended, and no
+ * wake-up is lost (docs/internals/events.md).
+ */
+static void sse_park(void *ctx)
+{
+    MHD_suspend_connection(((struct sse_conn *)ctx)->conn);
+}
+
+static void sse_wake(void *ctx)
+{
+    MHD_resume_connection(((struct sse_conn *)ctx)->conn);
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct sse_conn *sc = cls;
+    long n;
+
+    (void)pos;
+    n = events_sub_read(sc->sub, buf, max, sse_park, sc);
+    if (n == EVENTS_END)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+    struct sse_conn *sc = cls;
+
+    events_unsubscribe(sc->sub);
+    free(sc);
+}
+
+static enum MHD_Result queue_stream(struct http_server *srv, struct MHD_Connection *c,
+                                    struct http_response *r)
+{
+    struct sse_conn *sc = calloc(1, sizeof(*sc));
+    struct MHD_Response *mr;
+    enum MHD_Result ret;
+    int err = 0;
+    size_t i;
+
+    if (sc) {
+        sc->conn = c;
+        sc->sub = events_subscribe(srv->events, &r->stream_opts, sse_wake, sc, &err);
+    }
+    if (!sc || !sc->sub) {
+        struct http_response e;
+
+        free(sc);
+        memset(&e, 0, sizeof(e));
+        resp_error(&e, 503, "unavailable",
+                   err == LS_EFULL ? "too many event streams are open; retry later"
+                                   : "the server cannot open an event stream now");
+        http_response_cleanup(r);
+        return queue(c, &e);
+    }
+    /* One response per stream, never shared: MHD may only suspend from the
+     * reader of a dedicated response. */
+    mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 8192, sse_reader, sc, sse_free);
+    if (!mr) {
+        sse_free(sc);
+        http_response_cleanup(r);
+        return MHD_NO;
+    }
+    for (i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+    http_response_cleanup(r);
+    ret = MHD_queue_response(c, MHD_HTTP_OK, mr);
     MHD_destroy_response(mr);
     return ret;
 }
@@ -1350,6 +2116,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     q.body_too_large = ctx->too_large;
     http_handle(srv->app, &q, &r);
     TRACE_D("http", "%s %s -> %d", method, url, r.status);
+    if (r.stream)
+        return queue_stream(srv, c, &r);
     return queue(c, &r);
 }
 
@@ -1422,27 +2190,85 @@ static int listen_on(const char *host, unsigned port, bool *v6, unsigned *bound)
     return fd;
 }
 
-int http_start(const struct http_config *cfg, struct store *store, struct idem *idem,
+static double secs_to_next(double now, double last, double period)
+{
+    double d = last + period - now;
+
+    return d > 0 ? d : 0;
+}
+
+static double mono_s(void)
+{
+    return (double)mono_us() / 1e6;
+}
+
+/* Keepalives and prunes, each on its own period, until http_stop. */
+static void *ticker_main(void *arg)
+{
+    struct http_server *srv = arg;
+    double last_ka = mono_s(), last_prune = last_ka;
+
+    pthread_mutex_lock(&srv->tick_lock);
+    while (!srv->stopping) {
+        double now = mono_s();
+        double wait = fmin(secs_to_next(now, last_ka, srv->keepalive_s),
+                           secs_to_next(now, last_prune, srv->prune_s));
+        struct timespec until;
+        bool ka, prune;
+
+        if (wait > 0) {
+            long long ns;
+
+            clock_gettime(CLOCK_MONOTONIC, &until);
+            ns = (long long)until.tv_nsec + (long long)(wait * 1e9);
+            until.tv_sec += (time_t)(ns / 1000000000LL);
+            until.tv_nsec = (long)(ns % 1000000000LL);
+            pthread_cond_timedwait(&srv->tick_cond, &srv->tick_lock, &until);
+            continue;
+        }
+        ka = secs_to_next(now, last_ka, srv->keepalive_s) <= 0;
+        prune = secs_to_next(now, last_prune, srv->prune_s) <= 0;
+        if (ka)
+            last_ka = now;
+        if (prune)
+            last_prune = now;
+        pthread_mutex_unlock(&srv->tick_lock);
+        http_app_tick(srv->app, ka, prune);
+        pthread_mutex_lock(&srv->tick_lock);
+    }
+    pthread_mutex_unlock(&srv->tick_lock);
+    return NULL;
+}
+
+int http_start(const struct http_config *cfg, const struct http_deps *deps,
                struct http_server **out)
 {
     struct http_server *srv = calloc(1, sizeof(*srv));
-    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
+    pthread_condattr_t ca;
     bool v6 = false;
     int rc = 0, fd;
 
     *out = NULL;
     if (!srv)
         return -ENOMEM;
+    srv->events = deps->events;
+    srv->keepalive_s = cfg->keepalive_s > 0 ? cfg->keepalive_s : 15.0;
+    srv->prune_s = cfg->prune_interval_s > 0 ? cfg->prune_interval_s : 5.0;
+    pthread_mutex_init(&srv->tick_lock, NULL);
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&srv->tick_cond, &ca);
+    pthread_condattr_destroy(&ca);
     fd = listen_on(cfg->host ? cfg->host : "127.0.0.1", cfg->port, &v6, &srv->port);
     if (fd < 0) {
-        free(srv);
-        return fd;
+        rc = fd;
+        goto fail;
     }
-    srv->app = http_app_new(cfg, srv->port, store, idem, &rc);
+    srv->app = http_app_new(cfg, srv->port, deps, &rc);
     if (!srv->app) {
         close(fd);
-        free(srv);
-        return rc;
+        goto fail;
     }
     if (v6)
         flags |= MHD_USE_IPv6;
@@ -1457,12 +2283,27 @@ int http_start(const struct http_config *cfg, struct store *store, struct idem *
     if (!srv->daemon) {
         TRACE_E("http", "libmicrohttpd refused to start");
         close(fd);
-        http_app_free(srv->app);
-        free(srv);
-        return -EIO;
+        rc = -EIO;
+        goto fail;
     }
+    if (pthread_create(&srv->ticker, NULL, ticker_main, srv) != 0) {
+        rc = -EAGAIN;
+        goto fail;
+    }
+    srv->ticker_running = true;
     *out = srv;
     return 0;
+fail:
+    if (srv->daemon) {
+        if (srv->events)
+            events_shutdown(srv->events);
+        MHD_stop_daemon(srv->daemon);
+    }
+    http_app_free(srv->app);
+    pthread_cond_destroy(&srv->tick_cond);
+    pthread_mutex_destroy(&srv->tick_lock);
+    free(srv);
+    return rc ? rc : -EIO;
 }
 
 unsigned http_port(const struct http_server *srv)
@@ -1474,8 +2315,25 @@ void http_stop(struct http_server *srv)
 {
     if (!srv)
         return;
+    /* 1. Every stream ends at its next read; parked ones are resumed, and
+     *    none can park again, so MHD_stop_daemon finds no suspended
+     *    connection (which would be an MHD_PANIC). */
+    if (srv->events)
+        events_shutdown(srv->events);
+    /* 2. The ticker stops (it may be publishing presence right now). */
+    if (srv->ticker_running) {
+        pthread_mutex_lock(&srv->tick_lock);
+        srv->stopping = true;
+        pthread_cond_signal(&srv->tick_cond);
+        pthread_mutex_unlock(&srv->tick_lock);
+        pthread_join(srv->ticker, NULL);
+    }
+    /* 3. The daemon stops; it runs sse_free for the streams on this thread,
+     *    so no application lock may be held here. */
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     http_app_free(srv->app);
+    pthread_cond_destroy(&srv->tick_cond);
+    pthread_mutex_destroy(&srv->tick_lock);
     free(srv);
 }

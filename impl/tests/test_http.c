@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <curl/curl.h>
 #include <pthread.h>
+#include <time.h>
 
 #include "http.h"
 #include "idem.h"
@@ -22,6 +23,9 @@
 struct fixture {
     struct store *store;
     struct idem *idem;
+    struct events_hub *events;
+    struct presence *presence;
+    struct http_deps deps;
     struct http_app *app;
 };
 
@@ -29,9 +33,12 @@ static int setup(void **state)
 {
     static const char *const paths[] = {"/a.png", "/b.jpg", "/dir/c.webp", "/dir/sub/d.png"};
     struct fixture *f = calloc(1, sizeof(*f));
+    struct events_config ecfg = {64, 32, 1000, 1000};
+    struct presence_config pcfg;
     struct http_config cfg;
     int err = 0;
 
+    memset(&pcfg, 0, sizeof(pcfg));
     memset(&cfg, 0, sizeof(cfg));
     cfg.host = "127.0.0.1";
     f->store = store_new();
@@ -39,7 +46,13 @@ static int setup(void **state)
         if (store_add_item(f->store, paths[i]) != 0)
             return -1;
     f->idem = idem_new(1024, 1 << 20, IDEM_DEFAULT_TTL_US);
-    f->app = http_app_new(&cfg, 7070, f->store, f->idem, &err);
+    f->events = events_new(&ecfg, 0, &err);
+    f->presence = presence_new(&pcfg, &err);
+    f->deps.store = f->store;
+    f->deps.idem = f->idem;
+    f->deps.events = f->events;
+    f->deps.presence = f->presence;
+    f->app = http_app_new(&cfg, 7070, &f->deps, &err);
     if (!f->app)
         return -1;
     *state = f;
@@ -51,6 +64,8 @@ static int teardown(void **state)
     struct fixture *f = *state;
 
     http_app_free(f->app);
+    presence_free(f->presence);
+    events_free(f->events);
     idem_free(f->idem);
     store_free(f->store);
     free(f);
@@ -558,6 +573,141 @@ static void http_should_let_exactly_one_of_32_threads_win(void **state)
     pthread_barrier_destroy(&bar);
 }
 
+static void http_should_resolve_event_stream_options(void **state)
+{
+    struct rq rq = {"GET", "/events", "last_event_id=3", {"Last-Event-ID: 7", NULL}, NULL, false};
+    struct result res;
+
+    call(*state, &rq, &res);
+    assert_int_equal(res.r.status, 200);
+    assert_true(res.r.stream);
+    assert_string_equal(hdr(&res, "Content-Type"), "text/event-stream");
+    assert_true(res.r.stream_opts.has_last);
+    assert_int_equal(res.r.stream_opts.last_id, 7); /* the header wins */
+    done(&res);
+    rq.headers[0] = NULL;
+    call(*state, &rq, &res);
+    assert_int_equal(res.r.stream_opts.last_id, 3);
+    done(&res);
+    rq.query = "last_event_id=-1";
+    call(*state, &rq, &res);
+    assert_true(res.r.stream_opts.last_invalid); /* a resync, never a 4xx */
+    assert_int_equal(res.r.status, 200);
+    done(&res);
+    rq.query = "gallery_id=/dir";
+    call(*state, &rq, &res);
+    assert_string_equal(res.r.stream_opts.filter, "/dir");
+    assert_false(res.r.stream_opts.has_last);
+    done(&res);
+    rq.query = "gallery_id=/nope";
+    call(*state, &rq, &res);
+    assert_int_equal(res.r.status, 404);
+    assert_string_equal(jstr(&res, "error"), "folder_not_found");
+    done(&res);
+    rq.query = "gallery_id=..";
+    call(*state, &rq, &res);
+    assert_int_equal(res.r.status, 400);
+    assert_string_equal(jstr(&res, "parameter"), "gallery_id");
+    done(&res);
+    rq.method = "HEAD";
+    rq.query = NULL;
+    call(*state, &rq, &res);
+    assert_int_equal(res.r.status, 200);
+    assert_false(res.r.stream);
+    done(&res);
+}
+
+static void http_should_run_presence_calls(void **state)
+{
+    struct rq join = {"POST",
+                      "/presence/join",
+                      NULL,
+                      {JSON_CT, NULL},
+                      "{\"gallery_id\":\"/dir\",\"client_id\":\"p1\"}",
+                      false};
+    struct rq move = {"POST", "/presence/move", NULL, {JSON_CT, "X-Client-Id: p1", NULL}, NULL,
+                      false};
+    struct rq leave = {"POST", "/presence/leave", NULL, {JSON_CT, NULL}, NULL, false};
+    struct result res;
+    char lease[64], body[256];
+
+    call(*state, &join, &res);
+    assert_int_equal(res.r.status, 200);
+    assert_int_equal((int)jnum(res.json, "viewing"), 1);
+    assert_int_equal(strlen(jstr(&res, "lease_id")), 32);
+    snprintf(lease, sizeof(lease), "%s", jstr(&res, "lease_id"));
+    done(&res);
+    /* Wrong lease, then wrong scope. */
+    move.body = "{\"from_gallery_id\":\"/dir\",\"to_gallery_id\":\"/\",\"lease_id\":\"nope\"}";
+    call(*state, &move, &res);
+    assert_int_equal(res.r.status, 409);
+    assert_string_equal(jstr(&res, "error"), "invalid_lease");
+    done(&res);
+    snprintf(body, sizeof(body),
+             "{\"from_gallery_id\":\"/dir/sub\",\"to_gallery_id\":\"/\",\"lease_id\":\"%s\"}",
+             lease);
+    move.body = body;
+    call(*state, &move, &res);
+    assert_int_equal(res.r.status, 409);
+    assert_string_equal(jstr(&res, "error"), "scope_mismatch");
+    assert_string_equal(jstr(&res, "actual_gallery_id"), "/dir");
+    done(&res);
+    snprintf(body, sizeof(body),
+             "{\"from_gallery_id\":\"/dir\",\"to_gallery_id\":\"/dir/sub\",\"lease_id\":\"%s\"}",
+             lease);
+    call(*state, &move, &res);
+    assert_int_equal(res.r.status, 200);
+    assert_int_equal((int)jnum(cJSON_GetObjectItemCaseSensitive(res.json, "to"), "viewing"), 1);
+    done(&res);
+    /* Body and header must agree on the client. */
+    snprintf(body, sizeof(body),
+             "{\"gallery_id\":\"/dir/sub\",\"lease_id\":\"%s\",\"client_id\":\"p2\"}", lease);
+    leave.body = body;
+    leave.headers[1] = "X-Client-Id: p1";
+    call(*state, &leave, &res);
+    assert_int_equal(res.r.status, 400);
+    assert_string_equal(jstr(&res, "pointer"), "/client_id");
+    done(&res);
+    snprintf(body, sizeof(body),
+             "{\"gallery_id\":\"/dir/sub\",\"lease_id\":\"%s\",\"client_id\":\"p1\"}", lease);
+    call(*state, &leave, &res);
+    assert_int_equal(res.r.status, 200);
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(res.json, "removed")));
+    done(&res);
+    call(*state, &leave, &res); /* again: idempotent */
+    assert_int_equal(res.r.status, 200);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(res.json, "removed")));
+    done(&res);
+    /* Validation. */
+    join.body = "{\"client_id\":\"p1\"}";
+    call(*state, &join, &res);
+    assert_string_equal(jstr(&res, "error"), "missing_field");
+    assert_string_equal(jstr(&res, "pointer"), "/gallery_id");
+    done(&res);
+    join.body = "{\"gallery_id\":\"/dir\",\"client_id\":\"p1\",\"x\":1}";
+    call(*state, &join, &res);
+    assert_string_equal(jstr(&res, "error"), "unknown_field");
+    done(&res);
+    join.body = "{\"gallery_id\":7,\"client_id\":\"p1\"}";
+    call(*state, &join, &res);
+    assert_string_equal(jstr(&res, "error"), "invalid_type");
+    done(&res);
+    join.body = "{\"gallery_id\":\"/dir\"}";
+    call(*state, &join, &res);
+    assert_string_equal(jstr(&res, "error"), "missing_field");
+    assert_string_equal(jstr(&res, "pointer"), "/client_id");
+    done(&res);
+    join.body = "{\"gallery_id\":\"/zz\",\"client_id\":\"p1\"}";
+    call(*state, &join, &res);
+    assert_int_equal(res.r.status, 404);
+    done(&res);
+    join.method = "GET";
+    call(*state, &join, &res);
+    assert_int_equal(res.r.status, 405);
+    assert_string_equal(hdr(&res, "Allow"), "POST, OPTIONS");
+    done(&res);
+}
+
 /* ---- through real sockets ---------------------------------------------- */
 
 struct sink {
@@ -616,7 +766,7 @@ static void http_should_serve_over_sockets(void **state)
     memset(&cfg, 0, sizeof(cfg));
     cfg.host = "127.0.0.1";
     cfg.threads = 2;
-    assert_int_equal(http_start(&cfg, f->store, f->idem, &srv), 0);
+    assert_int_equal(http_start(&cfg, &f->deps, &srv), 0);
     assert_true(http_port(srv) > 0);
 
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/health", http_port(srv));
@@ -671,7 +821,7 @@ static void http_should_serve_256_simultaneous_connections(void **state)
     cfg.host = "127.0.0.1";
     cfg.threads = 2;
     cfg.max_connections = 1000;
-    assert_int_equal(http_start(&cfg, f->store, f->idem, &srv), 0);
+    assert_int_equal(http_start(&cfg, &f->deps, &srv), 0);
     snprintf(url, sizeof(url), "http://127.0.0.1:%u/item?path=/b.jpg", http_port(srv));
     curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)N);
     for (int i = 0; i < N; i++) {
@@ -706,6 +856,126 @@ static void http_should_serve_256_simultaneous_connections(void **state)
     assert_int_equal(ok, N);
 }
 
+/* ---- event streams over sockets ---------------------------------------- */
+
+struct stream_sink {
+    char data[16384];
+    size_t len;
+};
+
+static size_t stream_write(char *p, size_t size, size_t n, void *ud)
+{
+    struct stream_sink *s = ud;
+    size_t k = size * n;
+
+    if (k > sizeof(s->data) - 1 - s->len)
+        k = sizeof(s->data) - 1 - s->len;
+    memcpy(s->data + s->len, p, k);
+    s->len += k;
+    s->data[s->len] = '\0';
+    return size * n;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Drive m until every sink holds needle (or the deadline passes). */
+static bool pump_until(CURLM *m, struct stream_sink *sinks, int n, const char *needle, double secs)
+{
+    double end = now_s() + secs;
+    int running = 1;
+
+    while (now_s() < end) {
+        int have = 0;
+
+        curl_multi_perform(m, &running);
+        for (int i = 0; i < n; i++)
+            have += strstr(sinks[i].data, needle) != NULL;
+        if (have == n)
+            return true;
+        curl_multi_poll(m, NULL, 0, 20, NULL);
+        if (now_s() >= end) {
+            print_message("pump_until: %d of %d streams have '%s'; first: '%.60s'\n", have, n,
+                          needle, sinks[0].data);
+        }
+    }
+    return false;
+}
+
+/*
+ * Streams deliver live events to every subscriber, and a server with 100
+ * open (suspended) streams shuts down in well under a second (PROTOCOL §15,
+ * docs/internals/http.md shutdown order).
+ */
+static void http_should_stream_events_and_stop_fast_with_100_streams(void **state)
+{
+    enum { N = 100 };
+    struct fixture *f = *state;
+    struct http_config cfg;
+    struct http_server *srv = NULL;
+    struct stream_sink *sinks = calloc(N, sizeof(*sinks));
+    struct curl_slist *h = NULL;
+    struct sink out;
+    CURLM *m = curl_multi_init();
+    CURL *e[N];
+    char url[128], purl[160];
+    struct events_config ecfg = {64, 32, 1000, 1000};
+    struct http_deps deps = f->deps;
+    double t0, took;
+    int err = 0;
+
+    /* Its own hub: http_stop shuts a hub down for good, and earlier tests
+     * stopped servers over the fixture's hub. */
+    deps.events = events_new(&ecfg, 0, &err);
+    assert_non_null(deps.events);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.host = "127.0.0.1";
+    cfg.threads = 2;
+    cfg.max_connections = 1000;
+    assert_int_equal(http_start(&cfg, &deps, &srv), 0);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/events", http_port(srv));
+    curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)N + 10);
+    for (int i = 0; i < N; i++) {
+        e[i] = curl_easy_init();
+        curl_easy_setopt(e[i], CURLOPT_URL, url);
+        curl_easy_setopt(e[i], CURLOPT_WRITEFUNCTION, stream_write);
+        curl_easy_setopt(e[i], CURLOPT_WRITEDATA, &sinks[i]);
+        curl_easy_setopt(e[i], CURLOPT_TIMEOUT_MS, 20000L);
+        curl_multi_add_handle(m, e[i]);
+    }
+    /* Headers and the retry hint come at once, before any event. */
+    assert_true(pump_until(m, sinks, N, "retry: ", 10.0));
+
+    /* One write reaches every subscriber, with the id the PATCH reported. */
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Idempotency-Key: stream-1");
+    snprintf(purl, sizeof(purl), "http://127.0.0.1:%u/item?path=/dir/c.webp", http_port(srv));
+    assert_int_equal(fetch(purl, "PUT", h, "{\"notes\":\"streamed\"}", 20, &out), 200);
+    curl_slist_free_all(h);
+    assert_true(pump_until(m, sinks, N, "\"notes\":\"streamed\"", 10.0));
+    for (int i = 0; i < N; i++)
+        assert_non_null(strstr(sinks[i].data, "event: item-updated\n"));
+
+    /* Shut down with all of them open and parked. */
+    t0 = now_s();
+    http_stop(srv);
+    took = now_s() - t0;
+    print_message("http_stop with %d open streams: %.1f ms\n", N, took * 1e3);
+    assert_true(took < 1.0);
+    for (int i = 0; i < N; i++) {
+        curl_multi_remove_handle(m, e[i]);
+        curl_easy_cleanup(e[i]);
+    }
+    curl_multi_cleanup(m);
+    free(sinks);
+    events_free(deps.events);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -720,8 +990,11 @@ int main(void)
         cmocka_unit_test(http_should_refuse_foreign_origins),
         cmocka_unit_test(http_should_list_folders_and_report_health),
         cmocka_unit_test(http_should_let_exactly_one_of_32_threads_win),
+        cmocka_unit_test(http_should_resolve_event_stream_options),
+        cmocka_unit_test(http_should_run_presence_calls),
         cmocka_unit_test(http_should_serve_over_sockets),
         cmocka_unit_test(http_should_serve_256_simultaneous_connections),
+        cmocka_unit_test(http_should_stream_events_and_stop_fast_with_100_streams),
     };
     int rc;
 
