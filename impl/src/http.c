@@ -1191,6 +1191,8 @@ static int handle_events(struct http_app *app, const struct http_request *q,
     /* The header wins over the query: browsers send it on their own
      * reconnects, so it is the fresher cursor (PROTOCOL §15). */
     lei = req_header(q, "Last-Event-ID", hbuf, &n, &toolong);
+    if (lei && !toolong && !trim_ows(&lei, &n))
+        lei = NULL; /* an empty header counts as absent (R15.4-1, as R5.1-3) */
     if (lei) {
         parse_resume(toolong ? "x" : lei, toolong ? 1 : n, o);
     } else {
@@ -1229,7 +1231,7 @@ static int resp_pointer_error(struct http_response *r, int status, const char *c
     char ptr[64];
     cJSON *o = err_obj(code, msg);
 
-    snprintf(ptr, sizeof(ptr), "/%s", member);
+    snprintf(ptr, sizeof(ptr), "%s%s", member[0] ? "/" : "", member); /* "" = the whole body */
     if (o &&
         (!cJSON_AddStringToObject(o, "pointer", ptr) ||
          (strcmp(code, "unknown_field") == 0 && !cJSON_AddStringToObject(o, "field", member)) ||
@@ -1367,6 +1369,13 @@ static bool presence_body(struct http_app *app, const struct http_request *q,
 
         if (!b->v[k])
             continue;
+        /* Not UTF-8 here means a \u0000 escape or raw bad bytes in the JSON
+         * string (patch_json_parse): a bad value, not a path to judge. */
+        if (!canon_utf8_valid(b->v[k], strlen(b->v[k]))) {
+            resp_pointer_error(r, 400, "invalid_value", "this member is not valid UTF-8 text",
+                               pf_names[k], NULL);
+            goto fail;
+        }
         if (canon_path(b->v[k], strlen(b->v[k]), b->gallery[k], &gl, &why) != 0) {
             cJSON *o = err_obj("invalid_path", "the gallery id is not acceptable; see 'reason'");
 
@@ -1885,6 +1894,11 @@ void http_app_free(struct http_app *app)
  * ---------------------------------------------------------------------- */
 
 #define HTTP_MAX_REQ_HEADERS 64
+/* Per-connection pool: holds the request line and headers, so it bounds them
+ * (PROTOCOL §11: targets up to 16 KiB); it is also the bulk of what an idle
+ * event stream costs (about 25 KB each with 32 KiB, 46 KB with 64 KiB). */
+#define HTTP_CONN_MEMORY (32 * 1024)
+#define HTTP_STREAM_DRAIN_S 0.5 /* how long http_stop lets streams end cleanly */
 #define HTTP_MAX_QUERY_ARGS  64
 
 struct http_server {
@@ -2175,7 +2189,11 @@ static int listen_on(const char *host, unsigned port, bool *v6, unsigned *bound)
         return rc;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 511) != 0 ||
+    /* A deep accept queue: after a restart every EventSource client
+     * reconnects at once, and an overflow costs each dropped one a 1 s SYN
+     * retry (measured with 1000 streams; docs/benchmarks.md).  The kernel
+     * caps it at net.core.somaxconn. */
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, SOMAXCONN) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
         rc = -errno;
         TRACE_E("http", "cannot listen on %s port %u: %s", host, port, strerror(-rc));
@@ -2279,7 +2297,7 @@ int http_start(const struct http_config *cfg, const struct http_deps *deps,
         (unsigned)(cfg->threads > 1 ? cfg->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(cfg->max_connections ? cfg->max_connections : 1000),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(64 * 1024), MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
+        (size_t)HTTP_CONN_MEMORY, MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_END);
     if (!srv->daemon) {
         TRACE_E("http", "libmicrohttpd refused to start");
         close(fd);
@@ -2318,8 +2336,20 @@ void http_stop(struct http_server *srv)
     /* 1. Every stream ends at its next read; parked ones are resumed, and
      *    none can park again, so MHD_stop_daemon finds no suspended
      *    connection (which would be an MHD_PANIC). */
-    if (srv->events)
+    if (srv->events) {
+        double until = mono_s() + HTTP_STREAM_DRAIN_S;
+        struct events_stats st;
+
         events_shutdown(srv->events);
+        /* Give the resumed streams a moment to send their last chunk, so
+         * clients see a clean end rather than a cut connection; bounded. */
+        for (;;) {
+            events_stats(srv->events, &st);
+            if (st.subscribers == 0 || mono_s() >= until)
+                break;
+            usleep(2000);
+        }
+    }
     /* 2. The ticker stops (it may be publishing presence right now). */
     if (srv->ticker_running) {
         pthread_mutex_lock(&srv->tick_lock);
