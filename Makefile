@@ -48,7 +48,7 @@ else
 endif
 
 # The pure modules are also held to -Wconversion.
-PURE := canon patch buf
+PURE := canon patch buf sse
 
 SERVER_SRC := $(wildcard impl/src/*.c)
 SERVER_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(SERVER_SRC))
@@ -59,6 +59,10 @@ SUPPORT_OBJ := $(B)/obj/impl/tests/support/testutil.o
 RUNNER_SRC := $(wildcard conformance/src/*.c)
 RUNNER_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(RUNNER_SRC)) $(B)/obj/impl/src/buf.o \
               $(B)/obj/impl/src/err.o
+RUNNER_TEST_SRC := $(wildcard conformance/tests/test_*.c)
+RUNNER_TEST_BIN := $(patsubst conformance/tests/test_%.c,$(B)/tests/test_runner_%,$(RUNNER_TEST_SRC))
+TOOLS_SRC := $(wildcard impl/tools/*.c)
+TOOLS_BIN := $(patsubst impl/tools/%.c,$(B)/%,$(TOOLS_SRC))
 FAKE_SRC := $(wildcard conformance/selftest/*.c)
 FAKE_BIN := $(patsubst conformance/selftest/%.c,$(B)/selftest/%,$(FAKE_SRC))
 
@@ -85,7 +89,8 @@ help:
 	@echo "make install     install binaries to \$$DESTDIR\$$PREFIX/bin (PREFIX=$(PREFIX))"
 	@echo "make format | check-format | lint | clean"
 
-build: $(B)/labelsyncd $(B)/labelsync-check $(B)/bench_http $(TEST_BIN) $(FAKE_BIN)
+build: $(B)/labelsyncd $(B)/labelsync-check $(B)/bench_http $(TEST_BIN) $(FAKE_BIN) \
+       $(RUNNER_TEST_BIN) $(TOOLS_BIN)
 
 # ---------------------------------------------------------------------------
 # Compilation
@@ -94,7 +99,7 @@ $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(filter 0,$(V)),echo "  CC      $<",true)
 	$(Q)$(CC) $(CFLAGS_ALL) $(if $(filter $(PURE),$(basename $(notdir $<))),-Wconversion) \
-		$(if $(findstring impl/tests,$<),$(CMOCKA_CFLAGS) -Iimpl/tests/support) \
+		$(if $(findstring /tests/,$<),$(CMOCKA_CFLAGS) -Iimpl/tests/support) \
 		$(if $(findstring conformance,$<),-Iconformance/src) -c $< -o $@
 
 $(B)/labelsyncd: $(SERVER_OBJ)
@@ -113,6 +118,19 @@ $(B)/tests/test_%: $(B)/obj/impl/tests/test_%.o $(SUPPORT_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@
+
+# Unit tests of the runner's own modules (e.g. the SSE parser): each links the
+# runner's objects except its main.
+$(B)/tests/test_runner_%: $(B)/obj/conformance/tests/test_%.o \
+                          $(filter-out $(B)/obj/conformance/src/main.o,$(RUNNER_OBJ)) $(SUPPORT_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@
+
+# Tools (labelsync-wal): link the server's modules except main.
+$(TOOLS_BIN): $(B)/%: $(B)/obj/impl/tools/%.o $(LIB_OBJ)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
 
 $(B)/selftest/%: $(B)/obj/conformance/selftest/%.o $(B)/obj/impl/src/buf.o $(B)/obj/impl/src/err.o
 	@mkdir -p $(dir $@)
@@ -170,10 +188,12 @@ deps-quiet:
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
-	install -m 0755 build/release/labelsyncd build/release/labelsync-check $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 build/release/labelsyncd build/release/labelsync-check $(TOOLS_BIN:$(B)/%=build/release/%) \
+		$(DESTDIR)$(PREFIX)/bin/
 
 uninstall:
-	rm -f $(DESTDIR)$(PREFIX)/bin/labelsyncd $(DESTDIR)$(PREFIX)/bin/labelsync-check
+	rm -f $(DESTDIR)$(PREFIX)/bin/labelsyncd $(DESTDIR)$(PREFIX)/bin/labelsync-check \
+		$(DESTDIR)$(PREFIX)/bin/labelsync-wal
 
 # ---------------------------------------------------------------------------
 # Style

@@ -14,9 +14,27 @@
  *   /item?path=P                     a tiny canonicalizer over a fixed item
  *                                    list (enough for vectors steps); a client
  *                                    id ending in "-wrong" gets wrong answers
+ *   /sse?chunk=MS:TEXT&hex=MS:HEX&fill=MS:COUNT:TEXT&reflect=MS&chan=NAME&end=1&ctype=T
+ *                                    a scripted text/event-stream: the pieces
+ *                                    are sent in query order, each MS ms after
+ *                                    the previous one (the first after the
+ *                                    headers), as separate chunks; fill sends
+ *                                    TEXT COUNT times; reflect sends an event
+ *                                    "reflect" whose data describes the request
+ *                                    (headers, query).  After the script the
+ *                                    stream stays open (silent) unless end=1;
+ *                                    chan=NAME lets /emit push more bytes
+ *   /emit?chan=NAME&chunk=TEXT&hex=HEX&id=N&event=T&data=D
+ *                                    push bytes (and then, when data is given,
+ *                                    one event frame) to every open /sse
+ *                                    stream of channel NAME; answers
+ *                                    {"delivered": streams}
  * Binds 127.0.0.1 on an ephemeral port, prints the port on stdout, and runs
  * until SIGTERM/SIGINT.  Uses MHD's internal poll thread (never epoll, see
- * shared/reference/machine-limits.md).  Every input is capped.
+ * shared/reference/machine-limits.md).  A stream with nothing to send is
+ * suspended (MHD_suspend_connection) and a ticker thread resumes it when its
+ * next piece is due or /emit pushed bytes, so streams never busy-wait and
+ * never block other requests.  Every input is capped.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +59,10 @@
 #define FAKE_MAX_NAME     256
 #define FAKE_MAX_PATH     4096
 #define FAKE_MAX_SEGS     256
+#define FAKE_MAX_CHUNKS   512               /* pieces of one /sse script */
+#define FAKE_MAX_SSE      (4 * 1024 * 1024) /* bytes of one /sse script */
+#define FAKE_MAX_PENDING  (1024 * 1024)     /* bytes pushed by /emit and not sent yet */
+#define FAKE_MAX_STREAMS  512               /* /sse streams open at once */
 
 struct counter {
     char name[FAKE_MAX_NAME];
@@ -558,6 +580,400 @@ done:
     return ret;
 }
 
+/* ------------------------------------------------------------------ event streams */
+
+struct piece {
+    unsigned long delay_ms;
+    size_t off, len; /* in sse.script */
+};
+
+struct sse {
+    struct MHD_Connection *conn;
+    struct buf script;
+    struct piece pieces[FAKE_MAX_CHUNKS];
+    size_t npieces, next, sent; /* sent: bytes of pieces[next] already written */
+    double due;                 /* when pieces[next] may go (monotonic ms) */
+    int end;
+    int suspended;
+    int linked; /* in sse_list */
+    char chan[FAKE_MAX_NAME];
+    struct buf pending; /* pushed by /emit; pending.data[pend_off..len) not sent yet */
+    size_t pend_off;
+    struct sse *prev, *nxt;
+};
+
+/* Every open stream; the lock also guards each stream's state. */
+static struct sse *sse_list;
+static size_t sse_count;
+static int sse_stopping;
+static pthread_mutex_t sse_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sse_wake = PTHREAD_COND_INITIALIZER;
+
+static double now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Something can be written (or the stream can end) now.  Caller holds sse_lock. */
+static int sse_ready(const struct sse *st, double now)
+{
+    if (sse_stopping || st->pend_off < st->pending.len)
+        return 1;
+    if (st->next < st->npieces)
+        return now >= st->due;
+    return st->end;
+}
+
+static ssize_t sse_reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    struct sse *st = cls;
+    double now = now_ms();
+    ssize_t n = 0;
+
+    (void)pos;
+    pthread_mutex_lock(&sse_lock);
+    if (sse_stopping) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (st->next < st->npieces && now >= st->due) {
+        const struct piece *p = &st->pieces[st->next];
+        size_t k = p->len - st->sent < max ? p->len - st->sent : max;
+
+        memcpy(out, st->script.data + p->off + st->sent, k);
+        st->sent += k;
+        if (st->sent == p->len) {
+            st->next++;
+            st->sent = 0;
+            if (st->next < st->npieces)
+                st->due = now + (double)st->pieces[st->next].delay_ms;
+        }
+        n = (ssize_t)k;
+    } else if (st->pend_off < st->pending.len) {
+        size_t k = st->pending.len - st->pend_off < max ? st->pending.len - st->pend_off : max;
+
+        memcpy(out, st->pending.data + st->pend_off, k);
+        st->pend_off += k;
+        if (st->pend_off == st->pending.len) {
+            buf_reset(&st->pending);
+            st->pend_off = 0;
+        }
+        n = (ssize_t)k;
+    } else if (st->next >= st->npieces && st->end) {
+        n = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        /* Nothing due: park the connection until the ticker resumes it. */
+        st->suspended = 1;
+        MHD_suspend_connection(st->conn);
+        pthread_cond_signal(&sse_wake);
+    }
+    pthread_mutex_unlock(&sse_lock);
+    return n;
+}
+
+static void sse_free(void *cls)
+{
+    struct sse *st = cls;
+
+    pthread_mutex_lock(&sse_lock);
+    if (st->linked) {
+        if (st->prev)
+            st->prev->nxt = st->nxt;
+        else
+            sse_list = st->nxt;
+        if (st->nxt)
+            st->nxt->prev = st->prev;
+        sse_count--;
+    }
+    pthread_mutex_unlock(&sse_lock);
+    buf_cleanup(&st->script);
+    buf_cleanup(&st->pending);
+    free(st);
+}
+
+/* Resume every parked stream that has something to do; sleep until the next one is due. */
+static void *sse_ticker(void *arg)
+{
+    struct MHD_Connection *go[FAKE_MAX_STREAMS];
+
+    (void)arg;
+    pthread_mutex_lock(&sse_lock);
+    while (!sse_stopping) {
+        double now = now_ms(), next = now + 1000;
+        struct sse *st;
+        struct timespec ts;
+        size_t n = 0, i;
+
+        for (st = sse_list; st; st = st->nxt) {
+            if (!st->suspended)
+                continue;
+            if (sse_ready(st, now)) {
+                st->suspended = 0;
+                go[n++] = st->conn;
+            } else if (st->next < st->npieces && st->due < next) {
+                next = st->due;
+            }
+        }
+        if (n) {
+            /* A parked connection cannot be freed, so resuming outside the lock is safe. */
+            pthread_mutex_unlock(&sse_lock);
+            for (i = 0; i < n; i++)
+                MHD_resume_connection(go[i]);
+            pthread_mutex_lock(&sse_lock);
+            continue;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        next -= now;
+        ts.tv_sec += (time_t)(next / 1000);
+        ts.tv_nsec += (long)((next - (double)(long)(next / 1000) * 1000) * 1e6);
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&sse_wake, &sse_lock, &ts);
+    }
+    pthread_mutex_unlock(&sse_lock);
+    return NULL;
+}
+
+/* Parse "MS:rest" (rest returned in *rest).  Returns 0 or -1. */
+static int split_delay(const char *v, unsigned long *ms, const char **rest)
+{
+    char *end;
+
+    if (*v < '0' || *v > '9')
+        return -1;
+    *ms = strtoul(v, &end, 10);
+    if (*end != ':' || *ms > FAKE_MAX_DELAY_MS)
+        return -1;
+    *rest = end + 1;
+    return 0;
+}
+
+/* Append hex pairs to out.  Returns 0 or -1. */
+static int hex_append(struct buf *out, const char *h)
+{
+    for (; h[0] && h[1]; h += 2) {
+        int hi = hexval((unsigned char)h[0]), lo = hexval((unsigned char)h[1]);
+
+        if (hi < 0 || lo < 0 || buf_appendc(out, (char)(hi * 16 + lo)) != 0)
+            return -1;
+    }
+    return *h ? -1 : 0;
+}
+
+struct script_ctx {
+    struct MHD_Connection *c;
+    struct sse *st;
+    int bad;
+};
+
+static void reflect_event(struct MHD_Connection *c, struct buf *out)
+{
+    cJSON *j = cJSON_CreateObject(), *h = cJSON_CreateObject();
+    struct buf raw;
+    struct collect k;
+    char *txt;
+
+    buf_init(&raw, FAKE_MAX_BODY);
+    k.obj = h;
+    k.raw = &raw;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, collect_header, &k);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &k);
+    cJSON_AddItemToObject(j, "headers", h);
+    cJSON_AddStringToObject(j, "query", raw.data ? raw.data : "");
+    txt = cJSON_PrintUnformatted(j);
+    if (!txt || buf_appendf(out, "event: reflect\ndata: %s\n\n", txt) != 0)
+        buf_reset(out);
+    free(txt);
+    cJSON_Delete(j);
+    buf_cleanup(&raw);
+}
+
+static enum MHD_Result script_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    struct script_ctx *k = cls;
+    struct sse *st = k->st;
+    struct buf v, piece;
+    const char *rest = NULL;
+    unsigned long ms = 0;
+
+    (void)kind;
+    if (strcmp(key, "chunk") && strcmp(key, "hex") && strcmp(key, "fill") && strcmp(key, "reflect"))
+        return MHD_YES;
+    buf_init(&v, FAKE_MAX_SSE);
+    buf_init(&piece, FAKE_MAX_SSE);
+    if (!value || form_decode(value, &v) != 0 || !v.data || st->npieces >= FAKE_MAX_CHUNKS) {
+        k->bad = 1;
+    } else if (!strcmp(key, "reflect")) {
+        ms = strtoul(v.data, NULL, 10);
+        reflect_event(k->c, &piece);
+        k->bad = ms > FAKE_MAX_DELAY_MS || !piece.len;
+    } else if (split_delay(v.data, &ms, &rest) != 0) {
+        k->bad = 1;
+    } else if (!strcmp(key, "chunk")) {
+        k->bad = buf_appends(&piece, rest) != 0;
+    } else if (!strcmp(key, "hex")) {
+        k->bad = hex_append(&piece, rest) != 0;
+    } else {
+        char *end;
+        unsigned long count = strtoul(rest, &end, 10), i;
+
+        k->bad = *end != ':' || !end[1];
+        for (i = 0; !k->bad && i < count; i++)
+            k->bad = buf_appends(&piece, end + 1) != 0;
+    }
+    if (!k->bad && piece.len) {
+        st->pieces[st->npieces].delay_ms = ms;
+        st->pieces[st->npieces].off = st->script.len;
+        st->pieces[st->npieces].len = piece.len;
+        k->bad = buf_append(&st->script, piece.data, piece.len) != 0;
+        st->npieces++;
+    }
+    buf_cleanup(&v);
+    buf_cleanup(&piece);
+    return k->bad ? MHD_NO : MHD_YES;
+}
+
+static enum MHD_Result do_sse(struct MHD_Connection *c)
+{
+    struct sse *st = calloc(1, sizeof(*st));
+    struct script_ctx k;
+    struct MHD_Response *r;
+    struct buf tmp;
+    const char *v;
+    enum MHD_Result ret;
+
+    if (!st)
+        return MHD_NO;
+    buf_init(&st->script, FAKE_MAX_SSE);
+    buf_init(&st->pending, FAKE_MAX_PENDING);
+    buf_init(&tmp, FAKE_MAX_NAME - 1);
+    st->conn = c;
+    k.c = c;
+    k.st = st;
+    k.bad = 0;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, script_arg, &k);
+    v = arg(c, "end");
+    st->end = v && !strcmp(v, "1");
+    if ((v = arg_dec(c, "chan", &tmp)) != NULL)
+        snprintf(st->chan, sizeof(st->chan), "%s", v);
+    if (k.bad) {
+        buf_cleanup(&st->script);
+        buf_cleanup(&st->pending);
+        buf_cleanup(&tmp);
+        free(st);
+        return send_error(c, 400, "bad_script", NULL);
+    }
+    st->due = now_ms() + (st->npieces ? (double)st->pieces[0].delay_ms : 0);
+    r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_reader, st, sse_free);
+    if (!r) {
+        buf_cleanup(&st->script);
+        buf_cleanup(&st->pending);
+        buf_cleanup(&tmp);
+        free(st);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type",
+                            (v = arg_dec(c, "ctype", &tmp)) != NULL ? v : "text/event-stream");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    /* Registered before the headers go out, so an /emit after sse_open always reaches it. */
+    pthread_mutex_lock(&sse_lock);
+    if (sse_count >= FAKE_MAX_STREAMS) {
+        pthread_mutex_unlock(&sse_lock);
+        MHD_destroy_response(r); /* frees st */
+        buf_cleanup(&tmp);
+        return send_error(c, 503, "unavailable", NULL);
+    }
+    st->nxt = sse_list;
+    if (sse_list)
+        sse_list->prev = st;
+    sse_list = st;
+    st->linked = 1;
+    sse_count++;
+    pthread_mutex_unlock(&sse_lock);
+    ret = MHD_queue_response(c, 200, r);
+    MHD_destroy_response(r);
+    buf_cleanup(&tmp);
+    return ret;
+}
+
+struct emit_ctx {
+    struct buf *bytes;
+    int bad;
+};
+
+static enum MHD_Result emit_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    struct emit_ctx *k = cls;
+    struct buf v;
+
+    (void)kind;
+    if (strcmp(key, "chunk") && strcmp(key, "hex"))
+        return MHD_YES;
+    buf_init(&v, FAKE_MAX_PENDING);
+    if (!value || form_decode(value, &v) != 0)
+        k->bad = 1;
+    else if (!strcmp(key, "chunk"))
+        k->bad = buf_append(k->bytes, v.data ? v.data : "", v.len) != 0;
+    else
+        k->bad = hex_append(k->bytes, v.data ? v.data : "") != 0;
+    buf_cleanup(&v);
+    return k->bad ? MHD_NO : MHD_YES;
+}
+
+static enum MHD_Result do_emit(struct MHD_Connection *c)
+{
+    struct buf bytes, chan, t;
+    struct emit_ctx k;
+    struct sse *st;
+    const char *ch, *v;
+    int delivered = 0;
+    cJSON *j;
+
+    buf_init(&bytes, FAKE_MAX_PENDING);
+    buf_init(&chan, FAKE_MAX_NAME - 1);
+    buf_init(&t, FAKE_MAX_PENDING);
+    k.bytes = &bytes;
+    k.bad = 0;
+    ch = arg_dec(c, "chan", &chan);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, emit_arg, &k);
+    if (!k.bad && (v = arg_dec(c, "data", &t)) != NULL) {
+        struct buf f;
+
+        buf_init(&f, FAKE_MAX_NAME);
+        if ((v = arg_dec(c, "id", &f)) != NULL)
+            k.bad |= buf_appendf(&bytes, "id: %s\n", v) != 0;
+        if ((v = arg_dec(c, "event", &f)) != NULL)
+            k.bad |= buf_appendf(&bytes, "event: %s\n", v) != 0;
+        k.bad |= buf_appendf(&bytes, "data: %s\n\n", t.data ? t.data : "") != 0;
+        buf_cleanup(&f);
+    }
+    if (k.bad || !ch) {
+        buf_cleanup(&bytes);
+        buf_cleanup(&chan);
+        buf_cleanup(&t);
+        return send_error(c, 400, "bad_emit", NULL);
+    }
+    pthread_mutex_lock(&sse_lock);
+    for (st = sse_list; st; st = st->nxt) {
+        if (strcmp(st->chan, ch) || buf_append(&st->pending, bytes.data, bytes.len) != 0)
+            continue;
+        delivered++;
+    }
+    pthread_cond_signal(&sse_wake);
+    pthread_mutex_unlock(&sse_lock);
+    buf_cleanup(&bytes);
+    buf_cleanup(&chan);
+    buf_cleanup(&t);
+    j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "delivered", delivered);
+    return send_json(c, 200, j);
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_size, void **con_cls)
@@ -598,6 +1014,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return do_big(c);
     if (!strcmp(url, "/item"))
         return do_item(c);
+    if (!strcmp(url, "/sse"))
+        return do_sse(c);
+    if (!strcmp(url, "/emit"))
+        return do_emit(c);
     return send_error(c, 404, "not_found", NULL);
 }
 
@@ -622,6 +1042,7 @@ int main(void)
     const union MHD_DaemonInfo *info;
     struct sockaddr_in sa;
     sigset_t set;
+    pthread_t ticker;
     int sig;
 
     /* Block the stop signals before MHD starts its thread, then wait for them here. */
@@ -634,13 +1055,18 @@ int main(void)
     sa.sin_family = AF_INET;
     sa.sin_port = 0;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    d = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler,
-                         NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                         MHD_OPTION_UNESCAPE_CALLBACK, keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED,
-                         completed, NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+    d = MHD_start_daemon(
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+        handler, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_UNESCAPE_CALLBACK,
+        keep_raw, NULL, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)1000, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
     if (!d) {
         fprintf(stderr, "fake-server: cannot start\n");
+        return 1;
+    }
+    if (pthread_create(&ticker, NULL, sse_ticker, NULL) != 0) {
+        fprintf(stderr, "fake-server: cannot start the stream ticker\n");
+        MHD_stop_daemon(d);
         return 1;
     }
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
@@ -648,6 +1074,29 @@ int main(void)
     fflush(stdout);
     while (sigwait(&set, &sig) != 0)
         ;
+    /* Stop the ticker, then resume every parked stream (MHD refuses to stop with suspended
+     * connections); their readers now end the streams. */
+    pthread_mutex_lock(&sse_lock);
+    sse_stopping = 1;
+    pthread_cond_signal(&sse_wake);
+    pthread_mutex_unlock(&sse_lock);
+    pthread_join(ticker, NULL);
+    for (;;) {
+        struct MHD_Connection *conn = NULL;
+        struct sse *st;
+
+        pthread_mutex_lock(&sse_lock);
+        for (st = sse_list; st && !conn; st = st->nxt) {
+            if (st->suspended) {
+                st->suspended = 0;
+                conn = st->conn;
+            }
+        }
+        pthread_mutex_unlock(&sse_lock);
+        if (!conn)
+            break;
+        MHD_resume_connection(conn);
+    }
     MHD_stop_daemon(d);
     return 0;
 }

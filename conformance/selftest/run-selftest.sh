@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # run-selftest.sh - self-tests of labelsync-check against a scripted fake server.
 #
-# Proves that every matcher and every step kind fails on a wrong response and
-# passes on the right one (cases/*.json, each with "selftest_expect"), and
-# checks the runner's exit codes, --expect-fail, --list, --filter, --level,
-# --origin, -v, --timeout-scale, reports and --lint.  Everything runs on
+# Proves that every matcher and every step kind (stream steps included, with
+# scripted event streams) fails on a wrong response and passes on the right
+# one (cases/*.json, each with "selftest_expect"), and checks the runner's
+# exit codes, --expect-fail, --list, --filter, --level, --origin, -v,
+# --timeout-scale, reports and --lint.  Everything runs on
 # 127.0.0.1, every runner call is bounded by `timeout`, and the fake server
 # is stopped by its PID.
 #
@@ -145,7 +146,8 @@ done
 # 2. Exit code 2: fixture errors are found before any request (the URL is a closed port,
 #    so a runner that sent anything would exit 3 instead).
 for id in bad.unparseable bad.unknown-step bad.unknown-matcher bad.bad-regex \
-          bad.unbounded-repeat bad.selftest-field bad.id-mismatch bad.nul-escape; do
+          bad.unbounded-repeat bad.selftest-field bad.id-mismatch bad.nul-escape \
+          bad.sse-unopened bad.sse-closed bad.sse-reopen bad.sse-shape; do
     run --url "$CLOSED" --spec "$BAD" --filter "$id"
     expect "exit 2: $id" 2 "nothing was run"
 done
@@ -153,6 +155,12 @@ run --url "$CLOSED" --spec "$BAD" --filter bad.unknown-matcher
 expect "exit 2 names the unknown matcher" 2 'unknown matcher $frob'
 run --url "$CLOSED" --spec "$BAD" --filter bad.unknown-step
 expect "exit 2 names the unknown step kind" 2 'unknown step kind'
+run --url "$CLOSED" --spec "$BAD" --filter bad.sse-unopened
+expect "exit 2: a stream step on a stream never opened" 2 'sse_expect on stream "s", which is not open here'
+run --url "$CLOSED" --spec "$BAD" --filter bad.sse-closed
+expect "exit 2: a stream step after sse_close" 2 'sse_check on stream "s", which is not open here'
+run --url "$CLOSED" --spec "$BAD" --filter bad.sse-reopen
+expect "exit 2: sse_open of an open stream" 2 'stream "s" is already open'
 run --url "$CLOSED" --spec "$BAD"
 expect "exit 2: whole malformed directory" 2 "bad.unparseable.json: invalid JSON"
 run --url "$CLOSED" --spec "$BAD" --list
@@ -235,6 +243,26 @@ run --url "$URL" --spec "$SELF" --filter selftest.body-raw.pass -v
 expect "-v shows request bodies" 0 '> {"a": 1 }'
 run --url "$URL" --spec "$SELF" --filter selftest.timeout.fail --timeout-scale 50
 expect "--timeout-scale stretches step timeouts" 0 "PASS selftest.timeout.fail"
+run --url "$URL" --spec "$SELF" --filter selftest.sse-missing.fail --timeout-scale 50
+expect "--timeout-scale stretches stream waits" 0 "PASS selftest.sse-missing.fail"
+
+# Streams in the wire trace; stream bytes are parsed while a request step runs: the
+# "during" event (sent 200 ms after the stream opened) is traced before the 600 ms request
+# that was in flight at the time, and with its own arrival time.
+run --url "$URL" --spec "$SELF" --filter selftest.sse-interleave.pass -v
+expect "-v traces streams" 0 "--- sse live: GET " "< Content-Type: text/event-stream" \
+    "~ live +" ': retry 2000' 'event #1 "item-updated" id "10": {"path":"/x.png","version":5}' \
+    ": comment : ping" "closed by the runner"
+during=$(grep -n '~ slow +[0-9]* ms: event #1 "during"' "$TMP/out" | head -n1)
+slowreq=$(grep -n -- '--- GET .*/sse?chunk=600' "$TMP/out" | head -n1 | cut -d: -f1)
+at=$(echo "$during" | sed -n 's/.*~ slow +\([0-9]*\) ms.*/\1/p')
+if [ -n "$during" ] && [ -n "$slowreq" ] && [ "${during%%:*}" -lt "$slowreq" ] &&
+    [ "${at:-9999}" -lt 550 ]; then
+    ok "stream events are parsed while a request step is in flight"
+else
+    bad "stream events are parsed while a request step is in flight" \
+        "event line: '$during', request trace at line '$slowreq'"
+fi
 
 # The printed reproduction must be runnable and send the same bytes (binary body, quotes).
 run --url "$URL" --spec "$SELF" --filter selftest.repro-binary.fail
@@ -297,7 +325,12 @@ expect "lint: malformed fixtures" 2 "bad.unparseable.json: invalid JSON" 'unknow
     "unknown step kind" "must contain {{run}}" "{{p}} is used before it is defined" \
     "{{i}} is only defined inside a parallel group" '$var "v" is used before' \
     'unknown feature "time-travel"' "id must equal the file name" \
-    'unknown key "selftest_expect"' "max_attempts" "sleep_ms" "does not compile"
+    'unknown key "selftest_expect"' "max_attempts" "sleep_ms" "does not compile" \
+    'sse_expect on stream "s", which is not open here' 'stream "s" is already open' \
+    "{{before}} is used before it is defined" '$var "never" is used before' \
+    'capture "x" must be "id" or "data:/pointer"' "sse_check needs retry and/or comments_min"
+expect_absent "lint: a capture of an earlier sse_expect event counts as defined" \
+    "{{after}} is used before"
 run --lint --spec "$SELF" --schema "$TMP/no-such-schema.json"
 expect "lint: missing schema" 2
 

@@ -6,20 +6,24 @@
 #include "fixture.h"
 
 #include <dirent.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "http.h"
 #include "match.h"
+#include "stream.h"
 #include "util.h"
 #include "vars.h"
 
-/* Problem reporter: "file: /pointer: message". */
+/* Problem reporter: "file: /pointer: message"; also tracks which streams are open. */
 struct chk {
     const char *file;
     struct buf *err;
     int bad;
+    const char *open[STREAM_MAX_OPEN]; /* names of the streams open at this step (borrowed) */
+    size_t nopen;
 };
 
 static void say(struct chk *k, const char *where, const char *fmt, ...) LS_PRINTF(3, 4);
@@ -438,9 +442,220 @@ static void check_repeat(struct chk *k, const cJSON *r, const char *where)
     buf_cleanup(&sub);
 }
 
+/* ------------------------------------------------------------------ stream steps */
+
+static int stream_open_at(const struct chk *k, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < k->nopen; i++)
+        if (!strcmp(k->open[i], name))
+            return (int)i;
+    return -1;
+}
+
+/*
+ * The "stream" member: a valid name that is open at this step (sse_open: not
+ * open yet).  Returns the name or NULL.
+ */
+static const char *check_stream_name(struct chk *k, const cJSON *o, const char *where,
+                                     const char *kind)
+{
+    const char *name = fixture_str(o, "stream");
+
+    if (!name || !vars_is_name(name, strlen(name)) || strlen(name) > 64) {
+        say(k, where, "%s.stream must be a name of [A-Za-z0-9_.-], at most 64 bytes", kind);
+        return NULL;
+    }
+    if (!strcmp(kind, "sse_open")) {
+        if (stream_open_at(k, name) >= 0)
+            say(k, where, "stream \"%s\" is already open (sse_close it first)", name);
+        else if (k->nopen >= STREAM_MAX_OPEN)
+            say(k, where, "more than %d streams open at once", STREAM_MAX_OPEN);
+        else
+            k->open[k->nopen++] = name;
+    } else if (stream_open_at(k, name) < 0) {
+        say(k, where,
+            "%s on stream \"%s\", which is not open here (no earlier sse_open, or closed by "
+            "sse_close)",
+            kind, name);
+    } else if (!strcmp(kind, "sse_close")) {
+        int i = stream_open_at(k, name);
+
+        memmove(&k->open[i], &k->open[i + 1], (k->nopen - (size_t)i - 1) * sizeof(k->open[0]));
+        k->nopen--;
+    }
+    return name;
+}
+
+static void check_int_member(struct chk *k, const cJSON *o, const char *key, double lo, double hi,
+                             const char *where, struct buf *sub)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    if (v && !is_int(v, lo, hi))
+        say(k, at(sub, where, key), "%s must be an integer %.0f..%.0f", key, lo, hi);
+}
+
+static void check_sse_open(struct chk *k, const cJSON *o, const char *where, struct buf *sub)
+{
+    static const char *const keys[] = {"stream", "path",   "query",     "raw_query", "headers",
+                                       "client", "expect", "within_ms", NULL};
+    static const char *const ekeys[] = {"status", "headers", "json", NULL};
+    static const char *const req_members[] = {"path", "query", "raw_query", "headers", NULL};
+    const char *const *m;
+    const cJSON *v;
+    cJSON *req = cJSON_CreateObject();
+
+    only_keys(k, o, where, keys, "sse_open");
+    /* The request part is a GET request: check it with the request rules. */
+    if (req && cJSON_AddStringToObject(req, "method", "GET")) {
+        for (m = req_members; *m; m++) {
+            v = cJSON_GetObjectItemCaseSensitive(o, *m);
+            if (v)
+                cJSON_AddItemReferenceToObject(req, *m, (cJSON *)(uintptr_t)v);
+        }
+        check_request(k, req, where, 0);
+    }
+    cJSON_Delete(req);
+    check_client(k, cJSON_GetObjectItemCaseSensitive(o, "client"), at(sub, where, "client"));
+    check_int_member(k, o, "within_ms", 1, FIXTURE_MAX_TIMEOUT_MS, where, sub);
+    v = cJSON_GetObjectItemCaseSensitive(o, "expect");
+    if (v) {
+        if (cJSON_IsObject(v))
+            only_keys(k, v, at(sub, where, "expect"), ekeys, "sse_open.expect");
+        check_expect(k, v, at(sub, where, "expect"));
+    }
+}
+
+static void check_sse_capture(struct chk *k, const cJSON *cap, const char *where)
+{
+    const cJSON *c;
+
+    if (!cJSON_IsObject(cap)) {
+        say(k, where, "capture must be an object");
+        return;
+    }
+    cJSON_ArrayForEach(c, cap)
+    {
+        const char *s = cJSON_IsString(c) ? c->valuestring : "";
+
+        if (!vars_is_name(c->string, strlen(c->string)))
+            say(k, where, "bad variable name \"%s\"", c->string);
+        if (!strcmp(s, "id") || (!strncmp(s, "data:", 5) && (s[5] == '\0' || s[5] == '/')))
+            continue;
+        say(k, where, "capture \"%s\" must be \"id\" or \"data:/pointer\"", c->string);
+    }
+}
+
+static void check_sse_expect(struct chk *k, const cJSON *o, const char *where, struct buf *sub)
+{
+    static const char *const keys[] = {"stream", "within_ms", "ignore", "events", NULL};
+    static const char *const ev_keys[] = {"event", "id", "data", "capture", NULL};
+    const cJSON *v, *e;
+    struct buf w, w2;
+    int i = 0;
+
+    buf_init(&w, 64 * 1024);
+    buf_init(&w2, 64 * 1024);
+    only_keys(k, o, where, keys, "sse_expect");
+    check_int_member(k, o, "within_ms", 1, FIXTURE_MAX_TIMEOUT_MS, where, sub);
+    v = cJSON_GetObjectItemCaseSensitive(o, "ignore");
+    if (v && (!cJSON_IsArray(v) || cJSON_GetArraySize(v) > FIXTURE_MAX_SSE_IGNORE))
+        say(k, at(sub, where, "ignore"), "ignore must be an array of at most %d event types",
+            FIXTURE_MAX_SSE_IGNORE);
+    cJSON_ArrayForEach(e, v)
+    {
+        if (!cJSON_IsString(e) || !e->valuestring[0])
+            say(k, at(sub, where, "ignore"), "ignore entries must be non-empty strings");
+    }
+    v = cJSON_GetObjectItemCaseSensitive(o, "events");
+    if (!cJSON_IsArray(v) || cJSON_GetArraySize(v) < 1 ||
+        cJSON_GetArraySize(v) > FIXTURE_MAX_SSE_EVENTS) {
+        say(k, at(sub, where, "events"), "events must be an array of 1..%d expected events",
+            FIXTURE_MAX_SSE_EVENTS);
+        v = NULL;
+    }
+    cJSON_ArrayForEach(e, v)
+    {
+        const char *ew = at_i(&w, at(sub, where, "events"), i++);
+        const cJSON *f;
+
+        if (!cJSON_IsObject(e)) {
+            say(k, ew, "an expected event must be an object");
+            continue;
+        }
+        only_keys(k, e, ew, ev_keys, "expected event");
+        f = cJSON_GetObjectItemCaseSensitive(e, "event");
+        if (f && !cJSON_IsString(f) && !match_matcher_name(f))
+            say(k, at(&w2, ew, "event"), "event must be a type string or a matcher");
+        else if (f && !cJSON_IsString(f))
+            check_pattern(k, f, at(&w2, ew, "event"));
+        f = cJSON_GetObjectItemCaseSensitive(e, "id");
+        if (f && !cJSON_IsString(f) && !cJSON_IsNumber(f) && !match_matcher_name(f))
+            say(k, at(&w2, ew, "id"), "id must be a string, a number or a matcher");
+        else if (f && match_matcher_name(f))
+            check_pattern(k, f, at(&w2, ew, "id"));
+        f = cJSON_GetObjectItemCaseSensitive(e, "data");
+        if (f)
+            check_pattern(k, f, at(&w2, ew, "data"));
+        f = cJSON_GetObjectItemCaseSensitive(e, "capture");
+        if (f)
+            check_sse_capture(k, f, at(&w2, ew, "capture"));
+    }
+    buf_cleanup(&w);
+    buf_cleanup(&w2);
+}
+
+static void check_sse(struct chk *k, const char *kind, const cJSON *o, const char *where)
+{
+    static const char *const none_keys[] = {"stream", "event", "window_ms", NULL};
+    static const char *const check_keys[] = {"stream", "retry", "comments_min", "within_ms", NULL};
+    static const char *const end_keys[] = {"stream", "within_ms", NULL};
+    static const char *const close_keys[] = {"stream", NULL};
+    const cJSON *v;
+    struct buf sub;
+
+    if (!cJSON_IsObject(o)) {
+        say(k, where, "%s must be an object", kind);
+        return;
+    }
+    buf_init(&sub, 64 * 1024);
+    (void)check_stream_name(k, o, at(&sub, where, "stream"), kind);
+    if (!strcmp(kind, "sse_open")) {
+        check_sse_open(k, o, where, &sub);
+    } else if (!strcmp(kind, "sse_expect")) {
+        check_sse_expect(k, o, where, &sub);
+    } else if (!strcmp(kind, "sse_expect_none")) {
+        only_keys(k, o, where, none_keys, "sse_expect_none");
+        v = cJSON_GetObjectItemCaseSensitive(o, "event");
+        if (v && !(cJSON_IsString(v) && v->valuestring[0]))
+            say(k, at(&sub, where, "event"), "event must be a non-empty event type");
+        check_int_member(k, o, "window_ms", 0, FIXTURE_MAX_SLEEP_MS, where, &sub);
+    } else if (!strcmp(kind, "sse_check")) {
+        only_keys(k, o, where, check_keys, "sse_check");
+        if (!cJSON_GetObjectItemCaseSensitive(o, "retry") &&
+            !cJSON_GetObjectItemCaseSensitive(o, "comments_min"))
+            say(k, where, "sse_check needs retry and/or comments_min");
+        v = cJSON_GetObjectItemCaseSensitive(o, "retry");
+        if (v)
+            check_pattern(k, v, at(&sub, where, "retry"));
+        check_int_member(k, o, "comments_min", 0, FIXTURE_MAX_SSE_COMMENTS, where, &sub);
+        check_int_member(k, o, "within_ms", 1, FIXTURE_MAX_TIMEOUT_MS, where, &sub);
+    } else if (!strcmp(kind, "sse_expect_end")) {
+        only_keys(k, o, where, end_keys, "sse_expect_end");
+        check_int_member(k, o, "within_ms", 1, FIXTURE_MAX_TIMEOUT_MS, where, &sub);
+    } else {
+        only_keys(k, o, where, close_keys, "sse_close");
+    }
+    buf_cleanup(&sub);
+}
+
 static void check_step(struct chk *k, const cJSON *st, const char *where, int nested)
 {
-    static const char *const kinds[] = {"request", "parallel", "repeat", "sleep_ms", "vectors"};
+    static const char *const kinds[] = {
+        "request",    "parallel",        "repeat",    "sleep_ms",       "vectors",  "sse_open",
+        "sse_expect", "sse_expect_none", "sse_check", "sse_expect_end", "sse_close"};
     static const char *const req_keys[] = {"name",    "description", "request",    "expect",
                                            "capture", "client",      "timeout_ms", NULL};
     static const char *const par_keys[] = {"name", "description", "parallel", NULL};
@@ -474,7 +689,8 @@ static void check_step(struct chk *k, const cJSON *st, const char *where, int ne
         }
         say(k, where,
             "unknown step kind: a step needs exactly one of request, parallel, repeat, "
-            "sleep_ms, vectors (keys:%s)",
+            "sleep_ms, vectors, sse_open, sse_expect, sse_expect_none, sse_check, "
+            "sse_expect_end, sse_close (keys:%s)",
             names.data ? names.data : "");
         buf_cleanup(&names);
         return;
@@ -503,6 +719,11 @@ static void check_step(struct chk *k, const cJSON *st, const char *where, int ne
         if (!is_int(cJSON_GetObjectItemCaseSensitive(st, "sleep_ms"), 0, FIXTURE_MAX_SLEEP_MS))
             say(k, at(&sub, where, "sleep_ms"), "sleep_ms must be an integer 0..%d",
                 FIXTURE_MAX_SLEEP_MS);
+    } else if (!strncmp(kind, "sse_", 4)) {
+        const char *const sse_keys[] = {"name", "description", kind, NULL};
+
+        only_keys(k, st, where, sse_keys, "stream step");
+        check_sse(k, kind, cJSON_GetObjectItemCaseSensitive(st, kind), at(&sub, where, kind));
     } else {
         only_keys(k, st, where, vec_keys, "vectors step");
         v = cJSON_GetObjectItemCaseSensitive(st, "vectors");
@@ -562,12 +783,15 @@ int fixture_check(const cJSON *c, const char *file, int allow_selftest, struct b
     static const char *const st_keys[] = {
         "id",    "title",       "spec", "level",    "requires",        "vars",
         "steps", "description", "tags", "disabled", "selftest_expect", NULL};
-    struct chk k = {file, err, 0};
+    struct chk k;
     const cJSON *v, *e;
     const char *s;
     struct buf sub;
     int i = 0;
 
+    memset(&k, 0, sizeof(k));
+    k.file = file;
+    k.err = err;
     if (!cJSON_IsObject(c)) {
         say(&k, "", "a fixture must be a JSON object");
         return LS_EPARSE;

@@ -39,6 +39,15 @@
 #ifndef FIXTURE_MAX_TIMEOUT_MS
 #define FIXTURE_MAX_TIMEOUT_MS 600000 /* per-step timeout_ms, before scaling */
 #endif
+#ifndef FIXTURE_MAX_SSE_EVENTS
+#define FIXTURE_MAX_SSE_EVENTS 1024 /* expected events in one sse_expect */
+#endif
+#ifndef FIXTURE_MAX_SSE_IGNORE
+#define FIXTURE_MAX_SSE_IGNORE 64 /* event types in one sse_expect.ignore */
+#endif
+#ifndef FIXTURE_MAX_SSE_COMMENTS
+#define FIXTURE_MAX_SSE_COMMENTS 1000000 /* sse_check.comments_min */
+#endif
 #ifndef FIXTURE_MAX_REPEAT_BYTES
 #define FIXTURE_MAX_REPEAT_BYTES (1024 * 1024) /* a vector's input_repeat expansion */
 #endif

@@ -26,13 +26,23 @@ struct http_client {
     CURLSH *share; /* the cookie jar and the connection cache */
 };
 
-/* Per-transfer state handed to the callbacks. */
+/* Per-transfer state handed to the callbacks; also what a struct http_async is. */
 struct xfer {
     struct http_resp *resp;
     struct curl_slist *list;
     int too_big;
     int too_many_headers;
     size_t shown_in, shown_out;
+    CURL *easy;
+    struct http_loop *loop; /* async transfers only */
+    struct http_sink sink;  /* on_data NULL: the body goes to resp->body */
+    long status;            /* final status once the headers are complete */
+    int in_multi;           /* still added to loop->m */
+    int done;
+};
+
+struct http_loop {
+    CURLM *m;
 };
 
 int http_global_init(void)
@@ -208,6 +218,8 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct xfer *x = ud;
 
+    if (x->sink.on_data)
+        return x->sink.on_data(x->sink.ctx, p, size * n) == 0 ? size * n : 0;
     if (buf_append(&x->resp->body, p, size * n) != 0) {
         x->too_big = 1;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -228,6 +240,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
         free_headers(r->hdr, r->nhdr);
         r->hdr = NULL;
         r->nhdr = 0;
+        return len;
+    }
+    if (len <= 2 && (p[0] == '\r' || p[0] == '\n')) {
+        /* The blank line that ends a header block; a 1xx block is followed by another. */
+        long st = 0;
+
+        if (curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &st) == CURLE_OK && st >= 200)
+            x->status = st;
         return len;
     }
     colon = memchr(p, ':', len);
@@ -320,7 +340,9 @@ static int on_debug(CURL *h, curl_infotype type, char *p, size_t n, void *ud)
         trace_lines(t, "< ", p, n);
         break;
     case CURLINFO_DATA_IN:
-        trace_body(t, "< ", p, n, &x->shown_in);
+        /* A sink's owner traces what it makes of the body (parsed events) itself. */
+        if (!x->sink.on_data)
+            trace_body(t, "< ", p, n, &x->shown_in);
         break;
     default:
         break;
@@ -393,7 +415,8 @@ static int setup(CURL *e, struct http_client *c, const struct http_req *req, str
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, req->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
+                     req->connect_timeout_ms ? req->connect_timeout_ms : req->timeout_ms);
     curl_easy_setopt(e, CURLOPT_SHARE, c->share);
     curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
     curl_easy_setopt(e, CURLOPT_USERAGENT, HTTP_USER_AGENT);
@@ -464,6 +487,7 @@ int http_perform(struct http_client *c, const struct http_req *req, struct http_
         return -ENOMEM;
     memset(&x, 0, sizeof(x));
     x.resp = resp;
+    x.easy = e;
     rc = setup(e, c, req, &x, verbose);
     if (rc) {
         curl_easy_cleanup(e);
@@ -475,78 +499,178 @@ int http_perform(struct http_client *c, const struct http_req *req, struct http_
     return 0;
 }
 
-int http_perform_parallel(struct http_client **clients, const struct http_req *reqs,
-                          struct http_resp *resps, size_t n, int verbose)
+/* ------------------------------------------------------------------ loops */
+
+struct http_loop *http_loop_new(void)
 {
-    CURLM *m = curl_multi_init();
-    CURL **easy = calloc(n ? n : 1, sizeof(*easy));
-    struct xfer *xs = calloc(n ? n : 1, sizeof(*xs));
-    char *done = calloc(n ? n : 1, 1);
+    struct http_loop *l = calloc(1, sizeof(*l));
+
+    if (!l)
+        return NULL;
+    l->m = curl_multi_init();
+    if (!l->m) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void http_loop_free(struct http_loop *l)
+{
+    if (!l)
+        return;
+    curl_multi_cleanup(l->m);
+    free(l);
+}
+
+/* Record every finished transfer and take it off the multi handle (its connection goes back
+ * to the cache at once). */
+static void reap(struct http_loop *l)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(l->m, &left)) != NULL) {
+        struct xfer *x = NULL;
+
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        finish(msg->easy_handle, x, msg->data.result);
+        x->done = 1;
+        curl_multi_remove_handle(l->m, msg->easy_handle);
+        x->in_multi = 0;
+    }
+}
+
+int http_loop_run(struct http_loop *l, long wait_ms)
+{
+    int running = 0;
+
+    if (curl_multi_perform(l->m, &running) != CURLM_OK)
+        return -EIO;
+    reap(l);
+    if (wait_ms <= 0)
+        return 0;
+    /* curl_multi_poll also sleeps when nothing runs, so the loop doubles as a clock. */
+    if (curl_multi_poll(l->m, NULL, 0, (int)(wait_ms > 60000 ? 60000 : wait_ms), NULL) !=
+            CURLM_OK ||
+        curl_multi_perform(l->m, &running) != CURLM_OK)
+        return -EIO;
+    reap(l);
+    return 0;
+}
+
+int http_async_start(struct http_loop *l, struct http_client *c, const struct http_req *req,
+                     struct http_resp *resp, int verbose, const struct http_sink *sink,
+                     struct http_async **out)
+{
+    struct xfer *x = calloc(1, sizeof(*x));
+    int rc;
+
+    if (!x)
+        return -ENOMEM;
+    x->easy = curl_easy_init();
+    if (!x->easy) {
+        free(x);
+        return -ENOMEM;
+    }
+    x->resp = resp;
+    x->loop = l;
+    if (sink)
+        x->sink = *sink;
+    rc = setup(x->easy, c, req, x, verbose);
+    if (!rc && curl_multi_add_handle(l->m, x->easy) != CURLM_OK)
+        rc = -ENOMEM;
+    if (rc) {
+        curl_slist_free_all(x->list);
+        curl_easy_cleanup(x->easy);
+        free(x);
+        return rc;
+    }
+    x->in_multi = 1;
+    *out = (struct http_async *)x;
+    return 0;
+}
+
+long http_async_status(const struct http_async *a)
+{
+    return ((const struct xfer *)a)->status;
+}
+
+int http_async_done(const struct http_async *a)
+{
+    return ((const struct xfer *)a)->done;
+}
+
+void http_async_free(struct http_async *a)
+{
+    struct xfer *x = (struct xfer *)a;
+
+    if (!x)
+        return;
+    if (x->in_multi)
+        curl_multi_remove_handle(x->loop->m, x->easy);
+    curl_easy_cleanup(x->easy);
+    curl_slist_free_all(x->list);
+    free(x);
+}
+
+int http_perform_on(struct http_loop *l, struct http_client **clients, const struct http_req *reqs,
+                    struct http_resp *resps, size_t n, int verbose)
+{
+    struct http_loop *own = l ? NULL : http_loop_new();
+    struct http_async **as = calloc(n ? n : 1, sizeof(*as));
     long longest = 0;
     double deadline;
-    int running = 0, rc = 0;
-    size_t i;
+    int rc = 0;
+    size_t i, left;
 
-    if (!m || !easy || !xs || !done) {
+    l = l ? l : own;
+    if (!l || !as) {
         rc = -ENOMEM;
         goto out;
     }
-    for (i = 0; i < n; i++) {
-        easy[i] = curl_easy_init();
-        if (!easy[i]) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        xs[i].resp = &resps[i];
-        rc = setup(easy[i], clients[i], &reqs[i], &xs[i], verbose);
-        if (rc)
-            goto out;
+    /* Adding every handle before the next perform is what starts them together. */
+    for (i = 0; i < n && !rc; i++) {
+        rc = http_async_start(l, clients[i], &reqs[i], &resps[i], verbose, NULL, &as[i]);
         if (reqs[i].timeout_ms > longest)
             longest = reqs[i].timeout_ms;
     }
-    /* Adding every handle before the first perform is what starts them together. */
-    for (i = 0; i < n; i++)
-        curl_multi_add_handle(m, easy[i]);
+    if (rc)
+        goto out;
     deadline = util_now_ms() + (double)longest + HTTP_PARALLEL_GRACE_MS;
-    do {
-        CURLMsg *msg;
-        int left;
+    for (;;) {
+        double now;
 
-        if (curl_multi_perform(m, &running) != CURLM_OK)
+        for (i = 0, left = 0; i < n; i++)
+            left += !http_async_done(as[i]);
+        now = util_now_ms();
+        if (!left || now >= deadline)
             break;
-        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
-            struct xfer *x = NULL;
-
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            finish(msg->easy_handle, x, msg->data.result);
-            done[x - xs] = 1;
-        }
-        if (running)
-            curl_multi_poll(m, NULL, 0, 100, NULL);
-    } while (running && util_now_ms() < deadline);
+        if (http_loop_run(l, deadline - now < 100 ? (long)(deadline - now) + 1 : 100) != 0)
+            break;
+    }
     for (i = 0; i < n; i++) {
-        if (!done[i]) {
+        struct xfer *x = (struct xfer *)as[i];
+
+        if (!x->done) {
             snprintf(resps[i].error, sizeof(resps[i].error), "no answer within the deadline");
-            finish(easy[i], &xs[i], CURLE_OPERATION_TIMEDOUT);
+            finish(x->easy, x, CURLE_OPERATION_TIMEDOUT);
         }
     }
 out:
-    for (i = 0; easy && i < n; i++) {
-        if (!easy[i])
-            continue;
-        if (m)
-            curl_multi_remove_handle(m, easy[i]);
-        curl_easy_cleanup(easy[i]);
-        curl_slist_free_all(xs[i].list);
-    }
-    if (m)
-        curl_multi_cleanup(m);
-    free(easy);
-    free(xs);
-    free(done);
+    for (i = 0; as && i < n; i++)
+        http_async_free(as[i]);
+    free(as);
+    http_loop_free(own);
     return rc;
+}
+
+int http_perform_parallel(struct http_client **clients, const struct http_req *reqs,
+                          struct http_resp *resps, size_t n, int verbose)
+{
+    return http_perform_on(NULL, clients, reqs, resps, n, verbose);
 }
 
 /* ------------------------------------------------------------------ repro */
@@ -575,7 +699,9 @@ int http_repro(const struct http_req *req, struct buf *out)
         rc = util_shell_bytes_cmd(out, req->body.data ? req->body.data : "", req->body.len);
         rc = rc ? rc : buf_appends(out, " | ");
     }
-    rc = rc ? rc : buf_appends(out, "curl -sS -i --path-as-is");
+    rc = rc ? rc
+            : buf_appends(out,
+                          req->stream ? "curl -sS -i -N --path-as-is" : "curl -sS -i --path-as-is");
     if (!rc && !strcmp(req->method, "HEAD"))
         rc = buf_appends(out, " --head");
     else if (!rc && (strcmp(req->method, "GET") || req->has_body)) {

@@ -7,6 +7,12 @@
  * connections and every request of that client, sequential or parallel,
  * sees the same cookies, while clients never see each other's cookies.  Every request is bounded
  * by CURLOPT_TIMEOUT_MS and every response body by HTTP_MAX_RESPONSE.
+ *
+ * Long-lived transfers (event streams) run on a struct http_loop, one
+ * libcurl multi handle that the caller drives with http_loop_run; their
+ * bodies go to a struct http_sink as they arrive.  Requests can run on the
+ * same loop (http_perform_on), so open streams keep receiving while a
+ * request is in flight, without a second thread.
  * Not thread-safe: the runner is single-threaded; parallelism is libcurl multi.
  */
 #ifndef LSC_HTTP_H
@@ -48,7 +54,9 @@ struct http_req {
     size_t nhdr;
     struct buf body;
     int has_body;
-    long timeout_ms;
+    long timeout_ms;         /* whole transfer; 0 = unbounded (streams: the caller bounds them) */
+    long connect_timeout_ms; /* 0 = timeout_ms */
+    int stream;              /* an event stream: the curl(1) reproduction adds -N */
 };
 
 /* A response (or a transport failure: status 0 and a curl error text). */
@@ -129,9 +137,74 @@ LS_MUST_CHECK int http_perform(struct http_client *c, const struct http_req *req
 LS_MUST_CHECK int http_perform_parallel(struct http_client **clients, const struct http_req *reqs,
                                         struct http_resp *resps, size_t n, int verbose);
 
+/* ------------------------------------------------------------------ loops */
+
+struct http_loop;
+struct http_async;
+
+/*
+ * Where the body of an asynchronous transfer goes, piece by piece as it
+ * arrives (instead of resp->body).  on_data returns 0 to go on; any other
+ * value aborts the transfer (it then ends with a write error).
+ */
+struct http_sink {
+    int (*on_data)(void *ctx, const char *p, size_t n);
+    void *ctx;
+};
+
+/* http_loop_new - an empty loop (a libcurl multi handle).  NULL when out of memory. */
+struct http_loop *http_loop_new(void);
+
+/*
+ * http_loop_free - release the loop.  Every transfer started on it must have
+ * been freed with http_async_free first.  NULL-safe.
+ */
+void http_loop_free(struct http_loop *l);
+
+/*
+ * http_loop_run - drive every transfer of the loop: do the pending work,
+ * record finished transfers, then wait up to wait_ms for network activity
+ * (or for wait_ms when nothing runs) and do the work that activity brought.
+ * Sink and header callbacks run inside this call.  Returns 0 or -EIO.
+ */
+LS_MUST_CHECK int http_loop_run(struct http_loop *l, long wait_ms);
+
+/*
+ * http_async_start - start req as client c on loop l and return the transfer
+ * in *out.  resp (initialised by the caller) receives the headers as they
+ * arrive, the body when sink is NULL, and the final status and transport
+ * error when the transfer ends.  req, resp, c and *sink (copied) must stay
+ * valid until the transfer is freed.  Returns 0, -ENOMEM or a buf error;
+ * nothing is started on failure.
+ */
+LS_MUST_CHECK int http_async_start(struct http_loop *l, struct http_client *c,
+                                   const struct http_req *req, struct http_resp *resp, int verbose,
+                                   const struct http_sink *sink, struct http_async **out);
+
+/* http_async_status - the final (non-1xx) status once its headers are complete, else 0. */
+long http_async_status(const struct http_async *a);
+
+/* http_async_done - 1 once the transfer ended (resp->status / curl_code / error are final). */
+int http_async_done(const struct http_async *a);
+
+/*
+ * http_async_free - stop the transfer if it still runs (closing its
+ * connection), take it off its loop and release it.  NULL-safe.
+ */
+void http_async_free(struct http_async *a);
+
+/*
+ * http_perform_on - http_perform_parallel on loop l, which keeps driving
+ * every other transfer of l (open streams) while these requests run; l NULL
+ * = a private loop.  Returns as http_perform.
+ */
+LS_MUST_CHECK int http_perform_on(struct http_loop *l, struct http_client **clients,
+                                  const struct http_req *reqs, struct http_resp *resps, size_t n,
+                                  int verbose);
+
 /*
  * http_repro - append a ready-to-paste shell command that reproduces req
- * with curl(1).  Returns 0 or a buf error.
+ * with curl(1) (with -N for streams).  Returns 0 or a buf error.
  */
 LS_MUST_CHECK int http_repro(const struct http_req *req, struct buf *out);
 

@@ -513,6 +513,38 @@ static void sem_request_step(struct sem *m, const cJSON *vars, const cJSON *st)
     }
 }
 
+/*
+ * Stream steps: {{refs}} in what they send and expect; the captures of each
+ * expected event are defined for the events after it (and later steps).
+ * Which streams are open where is checked by fixture_check.
+ */
+static void sem_stream_step(struct sem *m, const cJSON *st)
+{
+    const cJSON *o, *e, *c;
+
+    if ((o = cJSON_GetObjectItemCaseSensitive(st, "sse_open")) != NULL) {
+        refs(m, cJSON_GetObjectItemCaseSensitive(o, "path"));
+        refs(m, cJSON_GetObjectItemCaseSensitive(o, "query"));
+        refs(m, cJSON_GetObjectItemCaseSensitive(o, "raw_query"));
+        refs(m, cJSON_GetObjectItemCaseSensitive(o, "headers"));
+        refs(m, cJSON_GetObjectItemCaseSensitive(o, "expect"));
+    } else if ((o = cJSON_GetObjectItemCaseSensitive(st, "sse_expect")) != NULL) {
+        refs(m, cJSON_GetObjectItemCaseSensitive(o, "ignore"));
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(o, "events"))
+        {
+            refs(m, cJSON_GetObjectItemCaseSensitive(e, "event"));
+            refs(m, cJSON_GetObjectItemCaseSensitive(e, "id"));
+            refs(m, cJSON_GetObjectItemCaseSensitive(e, "data"));
+            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(e, "capture"))
+            {
+                names_add(&m->defined, c->string);
+            }
+        }
+    } else if ((o = cJSON_GetObjectItemCaseSensitive(st, "sse_check")) != NULL) {
+        refs(m, cJSON_GetObjectItemCaseSensitive(o, "retry"));
+    }
+}
+
 static void semantics(struct sem *m, const cJSON *fx, const char *stem)
 {
     const char *id = fixture_str(fx, "id");
@@ -558,6 +590,8 @@ static void semantics(struct sem *m, const cJSON *fx, const char *stem)
             m->in_parallel = 0;
         } else if ((p = cJSON_GetObjectItemCaseSensitive(st, "repeat")) != NULL) {
             sem_request_step(m, vars, cJSON_GetObjectItemCaseSensitive(p, "step"));
+        } else {
+            sem_stream_step(m, st);
         }
     }
     names_free(&m->defined);

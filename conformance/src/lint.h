@@ -7,12 +7,14 @@
  *   - every Idempotency-Key header value contains {{run}} (directly, via a
  *     case variable, or via {{client.NAME}}), so a long-lived server can be
  *     tested twice; an empty value (testing the missing-key error) is exempt;
- *   - every {{var}} and $var is defined (vars, earlier captures, built-ins)
- *     before it is used, and {{i}} only appears inside parallel groups;
+ *   - every {{var}} and $var is defined (vars, earlier captures including
+ *     those of sse_expect events, built-ins) before it is used, and {{i}}
+ *     only appears inside parallel groups;
  *   - every `requires` name is in the schema's $defs/feature enum;
  *   - selftest_expect appears only in self-test directories (marker SELFTEST).
- * The structural checks of fixture.c run as well, so the runner and the lint
- * can never disagree silently.  Not thread-safe.
+ * The structural checks of fixture.c run as well (among them: a stream step
+ * names a stream opened by an earlier sse_open and not closed since), so the
+ * runner and the lint can never disagree silently.  Not thread-safe.
  */
 #ifndef LSC_LINT_H
 #define LSC_LINT_H

@@ -16,18 +16,21 @@
 #include "fixture.h"
 #include "http.h"
 #include "match.h"
+#include "stream.h"
 #include "util.h"
 #include "vars.h"
 
 #define BODY_SNIPPET 600 /* response body bytes quoted in a failure message */
 #define MAX_REPORTED 5   /* failing members of a parallel group / vectors listed */
+#define PUMP_SLICE   100 /* ms: longest single wait inside a bounded stream wait */
 
 struct rctx {
     const struct run_opts *o;
     struct vars *vars;
     struct http_client *clients[RUN_MAX_CLIENTS];
     size_t nclients;
-    struct buf *msg; /* failure message being built */
+    struct buf *msg;         /* failure message being built */
+    struct streams *streams; /* created by the first sse_open of the case */
 };
 
 cJSON *run_parse_json(const char *body, size_t len)
@@ -74,6 +77,38 @@ static struct http_client *get_client(struct rctx *x, const char *name)
     if (c)
         x->clients[x->nclients++] = c;
     return c;
+}
+
+/* The loop requests run on: the streams' loop while streams are open, so they keep flowing. */
+static struct http_loop *request_loop(const struct rctx *x)
+{
+    return x->streams && streams_count(x->streams) ? streams_loop(x->streams) : NULL;
+}
+
+static int perform(struct rctx *x, struct http_client *c, const struct http_req *req,
+                   struct http_resp *resp)
+{
+    struct http_loop *l = request_loop(x);
+
+    return l ? http_perform_on(l, &c, req, resp, 1, x->o->verbose)
+             : http_perform(c, req, resp, x->o->verbose);
+}
+
+/* Let ms pass; open streams keep receiving meanwhile. */
+static void pass_time(struct rctx *x, long ms)
+{
+    double end = util_now_ms() + (double)ms;
+
+    if (!request_loop(x)) {
+        util_sleep_ms(ms);
+        return;
+    }
+    for (;;) {
+        double left = end - util_now_ms();
+
+        if (left <= 0 || streams_pump(x->streams, left < PUMP_SLICE ? (long)left + 1 : PUMP_SLICE))
+            break;
+    }
 }
 
 /* ------------------------------------------------------------------ building */
@@ -431,7 +466,7 @@ static int exchange(struct rctx *x, const cJSON *st, struct buf *detail)
     }
     if (build_req(x, req, cname, step_timeout(x, st), &hr) != 0)
         goto out;
-    if (http_perform(client, &hr, &resp, x->o->verbose) != 0) {
+    if (perform(x, client, &hr, &resp) != 0) {
         util_note(detail, "%s", "    cannot set up the transfer\n");
         goto out;
     }
@@ -511,7 +546,7 @@ static int step_parallel(struct rctx *x, const cJSON *p)
     vars_unset(x->vars, "i");
     if (!ok)
         goto out;
-    if (http_perform_parallel(cl, hr, resp, n, x->o->verbose) != 0) {
+    if (http_perform_on(request_loop(x), cl, hr, resp, n, x->o->verbose) != 0) {
         util_note(x->msg, "%s", "    cannot set up the transfers\n");
         ok = 0;
         goto out;
@@ -609,7 +644,7 @@ static int step_repeat(struct rctx *x, const cJSON *r)
             return 1;
         }
         if (a < max)
-            util_sleep_ms(interval > 0 ? scaled(x->o, interval) : 0);
+            pass_time(x, interval > 0 ? scaled(x->o, interval) : 0);
     }
     util_note(x->msg,
               "    no attempt matched within max_attempts=%d (interval %ld ms); "
@@ -671,7 +706,7 @@ static int step_vectors(struct rctx *x, const cJSON *st)
                 cJSON_AddStringToObject(r, "raw_query", path.data);
             }
             if (!r || build_req(x, r, cname, scaled(x->o, RUN_DEFAULT_TIMEOUT_MS), &hr) != 0 ||
-                http_perform(client, &hr, &resp, x->o->verbose) != 0) {
+                perform(x, client, &hr, &resp) != 0) {
                 util_note(&d, "    vector %s: cannot send the request\n", id);
                 good = 0;
             }
@@ -743,6 +778,564 @@ static int step_vectors(struct rctx *x, const cJSON *st)
     return ok;
 }
 
+/* ------------------------------------------------------------------ streams */
+
+static long wait_ms(const struct rctx *x, const cJSON *o, const char *key, double dflt)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, key);
+
+    return scaled(x->o, cJSON_IsNumber(t) ? t->valuedouble : dflt);
+}
+
+/* The lines that end every stream failure: the stream's state and a curl(1) command. */
+static void stream_footer(struct rctx *x, const struct stream *s)
+{
+    stream_describe(s, x->msg, 3);
+    add_repro(x->msg, &s->req);
+}
+
+/* After any step: a violation on any open stream fails the case. */
+static int streams_ok(struct rctx *x)
+{
+    const struct stream *s;
+
+    if (!x->streams)
+        return 1;
+    if (streams_pump(x->streams, 0) != 0) {
+        util_note(x->msg, "%s", "    the transfer loop failed\n");
+        return 0;
+    }
+    s = streams_violation(x->streams);
+    if (!s)
+        return 1;
+    util_note(x->msg, "    stream %s: %s\n", s->name, s->violation.data);
+    stream_footer(x, s);
+    return 0;
+}
+
+/*
+ * One slice of a bounded wait: let the streams run for at most PUMP_SLICE
+ * ms, never past deadline.  Returns 0 to go on waiting, 1 when the deadline
+ * has passed (nothing was pumped), -1 after a violation or a loop failure
+ * (described in x->msg).
+ */
+static int wait_slice(struct rctx *x, double deadline)
+{
+    double left = deadline - util_now_ms();
+
+    if (left <= 0)
+        return 1;
+    if (streams_pump(x->streams, left < PUMP_SLICE ? (long)left + 1 : PUMP_SLICE) != 0) {
+        util_note(x->msg, "%s", "    the transfer loop failed\n");
+        return -1;
+    }
+    return streams_ok(x) ? 0 : -1;
+}
+
+/* The stream named by o's "stream"; with events set it must have answered 200. */
+static struct stream *use_stream(struct rctx *x, const cJSON *o, int events)
+{
+    const char *name = fixture_str(o, "stream");
+    struct stream *s = x->streams ? streams_find(x->streams, name) : NULL;
+
+    if (!s) {
+        util_note(x->msg, "    stream %s is not open\n", name);
+        return NULL;
+    }
+    if (!streams_ok(x))
+        return NULL;
+    if (events && stream_status(s) != 200) {
+        util_note(x->msg, "    stream %s is not an event stream: the server answered %ld\n", name,
+                  stream_status(s));
+        stream_footer(x, s);
+        return NULL;
+    }
+    return s;
+}
+
+static int step_sse_open(struct rctx *x, const cJSON *o)
+{
+    const char *name = fixture_str(o, "stream"), *cname = fixture_str(o, "client");
+    long wait = wait_ms(x, o, "within_ms", RUN_SSE_WITHIN_MS);
+    cJSON *sub, *exp = NULL, *json = NULL;
+    struct http_client *client;
+    struct http_req hr;
+    struct stream *s = NULL;
+    struct buf why;
+    double deadline;
+    int ok = 0, present, rc, r;
+    long st;
+
+    buf_init(&why, 4096);
+    http_req_init(&hr);
+    cname = cname ? cname : "default";
+    sub = vars_subst(x->vars, o, &why);
+    if (!sub) {
+        util_note(x->msg, "    %s\n", why.data ? why.data : "cannot substitute variables");
+        goto out;
+    }
+    client = get_client(x, cname);
+    if (!x->streams)
+        x->streams = streams_new(x->o->verbose);
+    exp = cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(sub, "expect"), 1);
+    if (!exp)
+        exp = cJSON_CreateObject();
+    if (!client || !x->streams || !exp || !cJSON_AddStringToObject(sub, "method", "GET") ||
+        (!cJSON_GetObjectItemCaseSensitive(exp, "status") &&
+         !cJSON_AddNumberToObject(exp, "status", 200))) {
+        util_note(x->msg, "%s", "    out of memory\n");
+        goto out;
+    }
+    if (build_req(x, sub, cname, 0, &hr) != 0)
+        goto out;
+    hr.stream = 1;
+    hr.connect_timeout_ms = wait;
+    (void)http_req_header(&hr, "Accept", &present);
+    if (!present && http_req_set_header(&hr, "Accept", "text/event-stream") != 0) {
+        util_note(x->msg, "%s", "    out of memory\n");
+        goto out;
+    }
+    rc = streams_open(x->streams, name, client, cname, &hr, &s);
+    if (rc) {
+        util_note(x->msg, "    cannot open stream %s: %s\n", name, ls_strerror(rc));
+        goto out;
+    }
+    /* Wait for the headers; for an answer other than 200, for the whole body. */
+    deadline = util_now_ms() + (double)wait;
+    for (;;) {
+        st = stream_status(s);
+        if (st == 200 || s->ended)
+            break;
+        r = wait_slice(x, deadline);
+        if (r < 0)
+            goto out;
+        if (r > 0) {
+            if (st)
+                util_note(x->msg, "    stream %s: the %ld answer did not end within %ld ms\n", name,
+                          st, wait);
+            else
+                util_note(x->msg, "    stream %s: no response headers within %ld ms\n", name, wait);
+            stream_footer(x, s);
+            goto out;
+        }
+    }
+    if (cJSON_GetObjectItemCaseSensitive(exp, "json") && stream_status(s) == 200) {
+        util_note(x->msg,
+                  "    stream %s: expect.json applies to answers other than 200, and the server "
+                  "answered 200\n",
+                  name);
+        stream_footer(x, s);
+        goto out;
+    }
+    ok = check_expect(x, exp, &s->resp, &json, x->msg);
+    if (!ok) {
+        if (s->resp.status != 200)
+            describe_response(x->msg, &s->resp);
+        stream_footer(x, s);
+    }
+out:
+    buf_cleanup(&why);
+    http_req_cleanup(&hr);
+    cJSON_Delete(sub);
+    cJSON_Delete(exp);
+    cJSON_Delete(json);
+    return ok;
+}
+
+/* An event's data as JSON; data that is not one JSON value is a JSON string. */
+static cJSON *event_json(const struct stream_event *e)
+{
+    cJSON *j = run_parse_json(e->data, e->data_len);
+
+    return j ? j : cJSON_CreateString(e->data);
+}
+
+static int match_id(struct rctx *x, const cJSON *want, const struct stream_event *e,
+                    struct buf *out)
+{
+    const char *mn = match_matcher_name(want);
+    const cJSON *w = want;
+    cJSON *resolved = NULL;
+    unsigned long long v;
+    int ok;
+
+    if (mn && !strcmp(mn, "$var")) {
+        /* An id is text on the wire: compare a captured integer numerically. */
+        resolved = vars_lookup(x->vars, want->child->valuestring);
+        if (!resolved) {
+            util_note(out, "    id: variable %s is not defined\n", want->child->valuestring);
+            return 0;
+        }
+        w = resolved;
+    }
+    if (cJSON_IsNumber(w) || cJSON_IsString(w)) {
+        if (cJSON_IsNumber(w))
+            ok = e->id && stream_id_value(e->id, &v) && (double)v == w->valuedouble;
+        else
+            ok = e->id && !strcmp(e->id, w->valuestring);
+        if (!ok) {
+            util_note(out, "%s", "    id: expected ");
+            (void)json_brief(out, w, 200);
+            if (e->id) {
+                util_note(out, "%s", ", got \"");
+                (void)util_append_clean(out, e->id, strlen(e->id), 200, 0);
+                util_note(out, "%s", "\"\n");
+            } else {
+                util_note(out, "%s", ", got no id field\n");
+            }
+        }
+    } else {
+        cJSON *act = e->id ? cJSON_CreateString(e->id) : NULL;
+        struct match_ctx m;
+
+        memset(&m, 0, sizeof(m));
+        m.vars = x->vars;
+        m.msg = out;
+        m.header_mode = 1; /* numeric matchers read the id's integer value */
+        ok = match_value(&m, w, act, "id");
+        cJSON_Delete(act);
+    }
+    cJSON_Delete(resolved);
+    return ok;
+}
+
+/* Does event e match the substituted expectation w?  Mismatch lines go to out. */
+static int match_event(struct rctx *x, const cJSON *w, const struct stream_event *e,
+                       struct buf *out)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(w, "event");
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(w, "id");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(w, "data");
+    struct match_ctx m;
+    int ok = 1;
+
+    memset(&m, 0, sizeof(m));
+    m.vars = x->vars;
+    m.msg = out;
+    if (cJSON_IsString(t) && strcmp(t->valuestring, e->type)) {
+        util_note(out, "%s", "    event: expected ");
+        (void)json_brief(out, t, 200);
+        util_note(out, "%s", ", got \"");
+        (void)util_append_clean(out, e->type, strlen(e->type), 200, 0);
+        util_note(out, "%s", "\"\n");
+        ok = 0;
+    } else if (t && !cJSON_IsString(t)) {
+        cJSON *a = cJSON_CreateString(e->type);
+
+        ok = match_value(&m, t, a, "event");
+        cJSON_Delete(a);
+    }
+    if (id && !match_id(x, id, e, out))
+        ok = 0;
+    if (d) {
+        cJSON *a = event_json(e);
+
+        if (!match_value(&m, d, a, "data"))
+            ok = 0;
+        cJSON_Delete(a);
+    }
+    return ok;
+}
+
+static int sse_capture(struct rctx *x, const cJSON *cap, const struct stream_event *e)
+{
+    const cJSON *c;
+    cJSON *dj = NULL;
+    int ok = 1;
+
+    cJSON_ArrayForEach(c, cap)
+    {
+        const char *spec = c->valuestring;
+        unsigned long long v;
+        int rc;
+
+        if (!strcmp(spec, "id")) {
+            if (!e->id) {
+                util_note(x->msg, "    capture %s: the event has no id field\n", c->string);
+                ok = 0;
+                continue;
+            }
+            /* A canonical integer id is captured as a number, so "{{v}}" compares with
+             * event_id in a JSON body; any other id as a string. */
+            rc = stream_id_value(e->id, &v) ? vars_set_number(x->vars, c->string, (double)v)
+                                            : vars_set_string(x->vars, c->string, e->id);
+        } else {
+            const cJSON *val;
+
+            if (!dj)
+                dj = event_json(e);
+            val = dj ? json_pointer_get(dj, spec + 5) : NULL;
+            if (!val) {
+                util_note(x->msg, "    capture %s: no value at \"%s\" in the event data\n",
+                          c->string, spec + 5);
+                ok = 0;
+                continue;
+            }
+            rc = vars_set(x->vars, c->string, val);
+        }
+        if (rc) {
+            util_note(x->msg, "    capture %s: %s\n", c->string, ls_strerror(rc));
+            ok = 0;
+        }
+    }
+    cJSON_Delete(dj);
+    return ok;
+}
+
+static int is_ignored(const cJSON *ignore, const char *type)
+{
+    const cJSON *c;
+
+    cJSON_ArrayForEach(c, ignore)
+    {
+        if (cJSON_IsString(c) && !strcmp(c->valuestring, type))
+            return 1;
+    }
+    return 0;
+}
+
+static int step_sse_expect(struct rctx *x, const cJSON *o)
+{
+    struct stream *s = use_stream(x, o, 1);
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(o, "events"), *want;
+    long wait = wait_ms(x, o, "within_ms", RUN_SSE_WITHIN_MS);
+    double deadline = util_now_ms() + (double)wait;
+    int n = cJSON_GetArraySize(events), i = 0, ok = 0;
+    cJSON *ignore = NULL;
+    struct buf why;
+
+    buf_init(&why, 4096);
+    if (!s)
+        goto out;
+    if (cJSON_GetObjectItemCaseSensitive(o, "ignore")) {
+        ignore = vars_subst(x->vars, cJSON_GetObjectItemCaseSensitive(o, "ignore"), &why);
+        if (!ignore) {
+            util_note(x->msg, "    %s\n", why.data ? why.data : "out of memory");
+            goto out;
+        }
+    }
+    cJSON_ArrayForEach(want, events)
+    {
+        const struct stream_event *e;
+        struct buf d;
+        cJSON *w;
+        int r, good;
+
+        for (;;) {
+            e = stream_peek(s, 0);
+            if (e && is_ignored(ignore, e->type)) {
+                stream_consume(s);
+                continue;
+            }
+            if (e)
+                break;
+            if (s->ended) {
+                util_note(x->msg, "    stream %s: expected event %d of %d, but the stream ended\n",
+                          s->name, i + 1, n);
+                goto fail;
+            }
+            r = wait_slice(x, deadline);
+            if (r < 0)
+                goto out;
+            if (r > 0) {
+                util_note(x->msg,
+                          "    stream %s: expected event %d of %d within %ld ms; none arrived%s\n",
+                          s->name, i + 1, n, wait, ignore ? " (ignored types skipped)" : "");
+                goto fail;
+            }
+        }
+        /* Substituted now, so captures of earlier events in this step apply. */
+        buf_reset(&why);
+        w = vars_subst(x->vars, want, &why);
+        if (!w) {
+            util_note(x->msg, "    event %d: %s\n", i + 1, why.data ? why.data : "out of memory");
+            goto fail;
+        }
+        buf_init(&d, RUN_MAX_MESSAGE);
+        good = match_event(x, w, e, &d);
+        if (!good) {
+            util_note(x->msg, "    stream %s, expected event %d of %d:\n", s->name, i + 1, n);
+            util_note_n(x->msg, d.data ? d.data : "", d.len);
+            util_note(x->msg, "%s", "    expected: ");
+            (void)json_brief(x->msg, w, 400);
+            util_note(x->msg, "%s", "\n    got: ");
+            stream_event_brief(e, x->msg, BODY_SNIPPET);
+            util_note(x->msg, "%c", '\n');
+        }
+        buf_cleanup(&d);
+        if (good && cJSON_GetObjectItemCaseSensitive(w, "capture"))
+            good = sse_capture(x, cJSON_GetObjectItemCaseSensitive(w, "capture"), e);
+        cJSON_Delete(w);
+        if (!good)
+            goto fail;
+        stream_consume(s);
+        i++;
+    }
+    ok = 1;
+    goto out;
+fail:
+    stream_footer(x, s);
+out:
+    cJSON_Delete(ignore);
+    buf_cleanup(&why);
+    return ok;
+}
+
+static int step_sse_expect_none(struct rctx *x, const cJSON *o)
+{
+    struct stream *s = use_stream(x, o, 1);
+    const char *type = fixture_str(o, "event");
+    long wait = wait_ms(x, o, "window_ms", RUN_SSE_WINDOW_MS);
+    double deadline = util_now_ms() + (double)wait;
+    const struct stream_event *e;
+    size_t seen = 0;
+    int r;
+
+    if (!s)
+        return 0;
+    for (;;) {
+        /* Nothing is consumed: later steps still see every event. */
+        for (; (e = stream_peek(s, seen)) != NULL; seen++) {
+            if (type && strcmp(type, e->type))
+                continue;
+            util_note(x->msg, "    stream %s: expected no %s%s%sevent within %ld ms, got ", s->name,
+                      type ? "\"" : "", type ? type : "", type ? "\" " : "", wait);
+            stream_event_brief(e, x->msg, BODY_SNIPPET);
+            util_note(x->msg, "%c", '\n');
+            stream_footer(x, s);
+            return 0;
+        }
+        r = wait_slice(x, deadline);
+        if (r < 0)
+            return 0;
+        if (r > 0)
+            return 1;
+    }
+}
+
+/* The facts sse_check asks about; quiet when out is NULL. */
+static int stream_facts(struct rctx *x, const struct stream *s, const cJSON *retry,
+                        const cJSON *cmin, struct buf *out)
+{
+    unsigned long long ms;
+    int ok = 1;
+
+    if (retry) {
+        cJSON *act = sse_retry(s->sse, &ms) ? cJSON_CreateNumber((double)ms) : NULL;
+        struct match_ctx m;
+
+        memset(&m, 0, sizeof(m));
+        m.vars = x->vars;
+        m.msg = out;
+        ok = match_value(&m, retry, act, "retry");
+        cJSON_Delete(act);
+    }
+    if (cJSON_IsNumber(cmin) && (double)sse_comments(s->sse) < cmin->valuedouble) {
+        if (out)
+            util_note(out, "    comments: expected at least %.0f, got %zu\n", cmin->valuedouble,
+                      sse_comments(s->sse));
+        ok = 0;
+    }
+    return ok;
+}
+
+static int step_sse_check(struct rctx *x, const cJSON *o)
+{
+    struct stream *s = use_stream(x, o, 1);
+    const cJSON *cmin = cJSON_GetObjectItemCaseSensitive(o, "comments_min");
+    long wait = wait_ms(x, o, "within_ms", RUN_SSE_WITHIN_MS);
+    double deadline = util_now_ms() + (double)wait;
+    cJSON *retry = NULL;
+    struct buf why;
+    int ok = 0, r;
+
+    buf_init(&why, 4096);
+    if (!s)
+        goto out;
+    if (cJSON_GetObjectItemCaseSensitive(o, "retry")) {
+        retry = vars_subst(x->vars, cJSON_GetObjectItemCaseSensitive(o, "retry"), &why);
+        if (!retry) {
+            util_note(x->msg, "    %s\n", why.data ? why.data : "out of memory");
+            goto out;
+        }
+    }
+    /* Facts only accumulate, so wait (bounded) for them to hold. */
+    for (;;) {
+        if (stream_facts(x, s, retry, cmin, NULL)) {
+            ok = 1;
+            goto out;
+        }
+        if (s->ended)
+            break;
+        r = wait_slice(x, deadline);
+        if (r < 0)
+            goto out;
+        if (r > 0)
+            break;
+    }
+    util_note(x->msg, "    stream %s, facts after %ld ms%s:\n", s->name, wait,
+              s->ended ? " (the stream has ended)" : "");
+    (void)stream_facts(x, s, retry, cmin, x->msg);
+    stream_footer(x, s);
+out:
+    cJSON_Delete(retry);
+    buf_cleanup(&why);
+    return ok;
+}
+
+static int step_sse_expect_end(struct rctx *x, const cJSON *o)
+{
+    struct stream *s = use_stream(x, o, 1);
+    long wait = wait_ms(x, o, "within_ms", RUN_SSE_WITHIN_MS);
+    double deadline = util_now_ms() + (double)wait;
+    int r;
+
+    if (!s)
+        return 0;
+    while (!s->ended) {
+        r = wait_slice(x, deadline);
+        if (r < 0)
+            return 0;
+        if (r > 0) {
+            util_note(x->msg,
+                      "    stream %s: still open after %ld ms; expected the server to end it\n",
+                      s->name, wait);
+            stream_footer(x, s);
+            return 0;
+        }
+    }
+    if (stream_failed(s)) {
+        util_note(x->msg, "    stream %s: broke off (%s) instead of ending cleanly\n", s->name,
+                  s->resp.error);
+        stream_footer(x, s);
+        return 0;
+    }
+    return 1;
+}
+
+static int step_sse(struct rctx *x, const cJSON *st)
+{
+    const cJSON *v;
+    struct stream *s;
+
+    if ((v = cJSON_GetObjectItemCaseSensitive(st, "sse_open")) != NULL)
+        return step_sse_open(x, v);
+    if ((v = cJSON_GetObjectItemCaseSensitive(st, "sse_expect")) != NULL)
+        return step_sse_expect(x, v);
+    if ((v = cJSON_GetObjectItemCaseSensitive(st, "sse_expect_none")) != NULL)
+        return step_sse_expect_none(x, v);
+    if ((v = cJSON_GetObjectItemCaseSensitive(st, "sse_check")) != NULL)
+        return step_sse_check(x, v);
+    if ((v = cJSON_GetObjectItemCaseSensitive(st, "sse_expect_end")) != NULL)
+        return step_sse_expect_end(x, v);
+    v = cJSON_GetObjectItemCaseSensitive(st, "sse_close");
+    s = use_stream(x, v, 0);
+    if (!s)
+        return 0;
+    streams_close(x->streams, s);
+    return 1;
+}
+
 static int run_step(struct rctx *x, const cJSON *st, int idx, int total)
 {
     struct buf detail, *outer = x->msg;
@@ -759,11 +1352,15 @@ static int run_step(struct rctx *x, const cJSON *st, int idx, int total)
     } else if ((v = cJSON_GetObjectItemCaseSensitive(st, "repeat")) != NULL) {
         ok = step_repeat(x, v);
     } else if ((v = cJSON_GetObjectItemCaseSensitive(st, "sleep_ms")) != NULL) {
-        util_sleep_ms(v->valuedouble > 0 ? scaled(x->o, v->valuedouble) : 0);
+        pass_time(x, v->valuedouble > 0 ? scaled(x->o, v->valuedouble) : 0);
         ok = 1;
-    } else {
+    } else if (cJSON_GetObjectItemCaseSensitive(st, "vectors")) {
         ok = step_vectors(x, st);
+    } else {
+        ok = step_sse(x, st);
     }
+    if (ok)
+        ok = streams_ok(x);
     x->msg = outer;
     if (!ok) {
         step_label(x, idx, total, st);
@@ -821,6 +1418,8 @@ int run_case(const struct run_opts *o, const cJSON *fx, struct case_result *res)
         ok = run_step(&x, st, idx++, total);
     }
 out:
+    /* Streams first: their transfers use the clients' share handles. */
+    streams_free(x.streams);
     res->status = ok && !rc ? CASE_PASS : CASE_FAIL;
     res->duration_ms = util_now_ms() - t0;
     res->message = msg.len ? buf_take(&msg, NULL) : NULL;

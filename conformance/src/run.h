@@ -4,7 +4,10 @@
  * A case runs its steps in order and stops at the first failing step; the
  * failure message names the step, lists expected vs actual (status, header,
  * JSON pointer with both values) and ends with a curl(1) command that
- * reproduces the failing request.  Feature gating, `disabled` and
+ * reproduces the failing request.  Event streams (sse_* steps, see
+ * stream.h) stay open across steps and are closed when the case ends; a
+ * stream violation (ids not strictly increasing, a parser cap) fails the
+ * step during or after which it was seen.  Feature gating, `disabled` and
  * expect-fail bookkeeping are the caller's job.  Not thread-safe.
  */
 #ifndef LSC_RUN_H
@@ -16,6 +19,12 @@
 
 #ifndef RUN_DEFAULT_TIMEOUT_MS
 #define RUN_DEFAULT_TIMEOUT_MS 10000 /* per request, before --timeout-scale */
+#endif
+#ifndef RUN_SSE_WITHIN_MS
+#define RUN_SSE_WITHIN_MS 5000 /* default within_ms of stream steps, before --timeout-scale */
+#endif
+#ifndef RUN_SSE_WINDOW_MS
+#define RUN_SSE_WINDOW_MS 1000 /* default sse_expect_none.window_ms, before --timeout-scale */
 #endif
 #ifndef RUN_MAX_CLIENTS
 #define RUN_MAX_CLIENTS 64 /* simulated clients per case */
