@@ -35,7 +35,8 @@
     XX(EINFLIGHT, -5011, "request with this idempotency key still running") \
     XX(EPATH, -5012, "invalid path")                                        \
     XX(ETOOMANY, -5013, "too many elements")                                \
-    XX(EFULL, -5014, "table full")
+    XX(EFULL, -5014, "table full")                                          \
+    XX(ELOCKED, -5015, "workspace is locked by another labelsyncd")
 
 enum ls_err {
     LS_OK = 0,
