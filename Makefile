@@ -114,6 +114,20 @@ $(B)/bench_http: $(B)/obj/impl/bench/bench_http.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
 
+# test_wal links a copy of wal.c built with its fault hooks; the server never has them.
+$(B)/obj/impl/src/wal_fault.o: impl/src/wal.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (fault injection)"
+	$(Q)$(CC) $(CFLAGS_ALL) -DLS_FAULT_INJECTION -c $< -o $@
+
+$(B)/obj/impl/tests/test_wal.o: CFLAGS += -DLS_FAULT_INJECTION
+
+$(B)/tests/test_wal: $(B)/obj/impl/tests/test_wal.o $(SUPPORT_OBJ) \
+                     $(filter-out $(B)/obj/impl/src/wal.o,$(LIB_OBJ)) $(B)/obj/impl/src/wal_fault.o
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@
+
 $(B)/tests/test_%: $(B)/obj/impl/tests/test_%.o $(SUPPORT_OBJ) $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"

@@ -22,6 +22,7 @@
 #include "idem.h"
 #include "presence.h"
 #include "store.h"
+#include "wal.h"
 
 #define HTTP_MAX_BODY          65536
 #define HTTP_MAX_CLIENT_ID     128
@@ -41,6 +42,7 @@ struct http_config {
     const char *const *allow_origins; /* extra allowed browser origins */
     size_t nallow_origins;
     bool no_write;                 /* labels kept in memory only */
+    const char *root;              /* the gallery (for /health's file paths) */
     long long idem_ttl_us;         /* idempotency retention (for /health) */
     double keepalive_s;            /* SSE keepalive period (default 15) */
     double prune_interval_s;       /* presence prune period (default 5) */
@@ -53,6 +55,7 @@ struct http_deps {
     struct idem *idem;
     struct events_hub *events; /* NULL: no /events, no event publication */
     struct presence *presence; /* NULL: presence routes answer 503 */
+    struct wal *wal;           /* NULL: labels are not persisted (--no-write) */
 };
 
 /* A name/value pair; value_len allows NUL bytes in values. Borrowed. */
@@ -119,6 +122,15 @@ void http_app_free(struct http_app *app);
  * Thread-safe.
  */
 int http_handle(struct http_app *app, const struct http_request *req, struct http_response *resp);
+
+/*
+ * http_write_body - the exact body of a PATCH/PUT 200 for a write that
+ * produced rec (mutation id key or NULL, changed fields, event id seq).  Used
+ * to rebuild stored idempotent responses from the log at start-up.  Returns a
+ * malloc'd string (free it) or NULL when out of memory.
+ */
+char *http_write_body(const struct store_record *rec, const char *key, unsigned changed,
+                      unsigned long long seq);
 
 /* http_response_cleanup - free the body. NULL-safe. */
 void http_response_cleanup(struct http_response *resp);

@@ -72,6 +72,17 @@ LS_MUST_CHECK int idem_complete(struct idem *t, const char *scope, const char *k
                                 const char *body, size_t body_len, const char *etag,
                                 long long now_us);
 
+/*
+ * idem_restore - start-up: put back a completed outcome from the durable log.
+ * created_us is when it was stored, on the same clock as later calls' now_us
+ * (it may lie in the past); an outcome already past the TTL is ignored.  An
+ * existing entry for the key is replaced.  Returns 0, LS_EFULL, -ENOMEM.
+ */
+LS_MUST_CHECK int idem_restore(struct idem *t, const char *scope, const char *key,
+                               const unsigned char fp[IDEM_FP_LEN], int status, const char *body,
+                               size_t body_len, const char *etag, long long created_us,
+                               long long now_us);
+
 /* idem_cancel - drop a reservation whose outcome is not stored. No-op if absent. */
 void idem_cancel(struct idem *t, const char *scope, const char *key);
 

@@ -44,11 +44,13 @@ struct store_record {
 struct store_write {
     const char *path; /* canonical */
     const struct patch *patch;
-    bool has_expected;           /* precondition present */
-    unsigned long long expected; /* expected current version */
-    const char *actor;           /* becomes updated_by on change */
-    long long now_us;            /* becomes updated_at on change */
-    const char *mutation_id;     /* the Idempotency-Key or NULL; for the hook */
+    bool has_expected;            /* precondition present */
+    unsigned long long expected;  /* expected current version */
+    const char *actor;            /* becomes updated_by on change */
+    long long now_us;             /* becomes updated_at on change */
+    const char *mutation_id;      /* the Idempotency-Key or NULL; for the hooks */
+    const char *idem_scope;       /* with mutation_id: the key's scope (client id) */
+    const unsigned char *idem_fp; /* with mutation_id: the request fingerprint (32 bytes) */
 };
 
 /* What store_write() did. */

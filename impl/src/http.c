@@ -46,11 +46,17 @@ struct http_app {
     struct idem *idem;
     struct events_hub *events;
     struct presence *presence;
+    struct wal *wal;
+    /* Held across "take the next event id, queue its log record", so the
+     * log sees ids in increasing order whoever takes them (writes under the
+     * store lock, presence under presence_lock). */
+    pthread_mutex_t seq_lock;
     /* Serializes presence operations with the publication of the counts
      * they change, so count events reach subscribers in the order the
      * changes happened. */
     pthread_mutex_t presence_lock;
     bool no_write;
+    char root[4096];
     long long idem_ttl_us;
     double keepalive_s, prune_interval_s, view_ttl_s, edit_ttl_s;
     char origins[HTTP_MAX_ORIGINS + 4][HTTP_MAX_ORIGIN_LEN];
@@ -155,6 +161,8 @@ static const struct {
     {LS_EFULL, 503, "unavailable"},
     {-ENOSPC, 503, "unavailable"},
     {-EIO, 503, "unavailable"},
+    {-EDQUOT, 503, "unavailable"},
+    {-EPIPE, 503, "unavailable"},
 };
 
 static int http_status_for(int err, const char **code)
@@ -177,6 +185,16 @@ static int resp_from_err(struct http_response *r, int err)
 
     TRACE(status >= 500 ? TRACE_ERROR : TRACE_DEBUG, "http", "error %s: %s", ls_err_name(err),
           ls_strerror(err));
+    if (err == -ENOSPC || err == -EIO || err == -EPIPE || err == -EDQUOT) {
+        char msg[192];
+
+        /* Storage failed before the change was acknowledged: say so plainly;
+         * nothing changed, and a retry can succeed once the disk recovers. */
+        snprintf(msg, sizeof(msg),
+                 "the label log could not be written (%s); nothing was changed; retry later",
+                 ls_strerror(err));
+        return resp_error(r, status, code, msg);
+    }
     return resp_error(r, status, code,
                       status >= 500 ? "the server could not complete the request"
                                     : ls_strerror(err));
@@ -811,6 +829,22 @@ static bool add_mutation_fields(cJSON *o, const char *key, unsigned changed, uns
                : cJSON_AddNullToObject(o, "event_id") != NULL;
 }
 
+char *http_write_body(const struct store_record *rec, const char *key, unsigned changed,
+                      unsigned long long seq)
+{
+    cJSON *o = cJSON_CreateObject(), *item = store_record_to_json(rec);
+    char *text = NULL;
+
+    if (o && item && cJSON_AddItemToObject(o, "item", item)) {
+        item = NULL;
+        if (add_mutation_fields(o, key, changed, seq))
+            text = cJSON_PrintUnformatted(o);
+    }
+    cJSON_Delete(item);
+    cJSON_Delete(o);
+    return text;
+}
+
 /* The PATCH/PUT success wrapper (PROTOCOL §5.7). */
 static cJSON *write_body(const struct store_result *res, const char *key)
 {
@@ -844,6 +878,7 @@ struct commit_ticket {
     unsigned long long id;
     bool metrics_only;
     char *text;
+    struct wal_ticket *wt; /* the queued log record, until waited for */
 };
 
 static int app_prepare(void *ctx, const struct store_write *w, const struct store_record *next,
@@ -860,8 +895,10 @@ static int app_prepare(void *ctx, const struct store_write *w, const struct stor
     t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
+    pthread_mutex_lock(&app->seq_lock);
     rc = events_reserve(app->events, &t->id);
     if (rc) {
+        pthread_mutex_unlock(&app->seq_lock);
         free(t);
         return rc;
     }
@@ -876,14 +913,44 @@ static int app_prepare(void *ctx, const struct store_write *w, const struct stor
                   ? cJSON_PrintUnformatted(o)
                   : NULL;
     cJSON_Delete(o);
-    if (!t->text) {
+    rc = t->text ? 0 : -ENOMEM;
+    if (!rc && app->wal) {
+        struct buf line;
+
+        /* The log record carries the idempotency key and fingerprint, so
+         * the stored 200 survives a restart with the change it describes. */
+        buf_init(&line, WAL_MAX_LINE + 2);
+        rc = wal_format_item(&line, t->id, next, w->mutation_id, changed,
+                             w->mutation_id ? w->idem_scope : NULL, w->mutation_id,
+                             w->mutation_id ? w->idem_fp : NULL);
+        if (!rc)
+            rc = wal_submit(app->wal, line.data, line.len, t->id, &t->wt);
+        buf_cleanup(&line);
+    }
+    pthread_mutex_unlock(&app->seq_lock);
+    if (rc) {
         events_cancel(app->events, t->id);
+        free(t->text);
         free(t);
-        return -ENOMEM;
+        return rc;
     }
     *seq = t->id;
     *ticket = t;
     return 0;
+}
+
+/* Outside the store lock: until the record is on disk (PROTOCOL §17). */
+static int app_wait(void *ctx, void *ticket)
+{
+    struct http_app *app = ctx;
+    struct commit_ticket *t = ticket;
+    int rc;
+
+    if (!t || !t->wt)
+        return 0;
+    rc = wal_wait(app->wal, t->wt);
+    t->wt = NULL;
+    return rc;
 }
 
 static void app_finish(void *ctx, void *ticket, const struct store_record *rec, bool ok)
@@ -902,30 +969,54 @@ static void app_finish(void *ctx, void *ticket, const struct store_record *rec, 
     free(t);
 }
 
-/* Publish one presence event per changed gallery (already sorted). */
+/*
+ * Publish one presence event per changed gallery (already sorted).  With a
+ * log, each event's id is logged first (a state-less record), so ids stay
+ * unique across restarts; the event goes out once that record is durable.
+ */
 static void publish_presence(struct http_app *app, struct presence_changes *ch)
 {
-    char data[CANON_MAX_PATH * 6 + 96];
     size_t i;
 
     for (i = 0; app->events && i < ch->n; i++) {
+        const struct presence_count *c = &ch->items[i];
+        struct wal_ticket *wt = NULL;
+        unsigned long long id;
         cJSON *o = cJSON_CreateObject();
-        char *text;
+        char *text = NULL;
+        int rc;
 
-        if (!o || !cJSON_AddStringToObject(o, "gallery_id", ch->items[i].gallery_id) ||
-            !cJSON_AddNumberToObject(o, "viewing", ch->items[i].viewing) ||
-            !cJSON_AddNumberToObject(o, "editing", ch->items[i].editing) ||
+        if (!o || !cJSON_AddStringToObject(o, "gallery_id", c->gallery_id) ||
+            !cJSON_AddNumberToObject(o, "viewing", c->viewing) ||
+            !cJSON_AddNumberToObject(o, "editing", c->editing) ||
             !(text = cJSON_PrintUnformatted(o))) {
             cJSON_Delete(o);
             TRACE_E("presence", "cannot build a presence event: out of memory");
             continue;
         }
         cJSON_Delete(o);
-        snprintf(data, sizeof(data), "%s", text);
+        pthread_mutex_lock(&app->seq_lock);
+        rc = events_reserve(app->events, &id);
+        if (!rc && app->wal) {
+            struct buf line;
+
+            buf_init(&line, WAL_MAX_LINE + 2);
+            rc = wal_format_presence(&line, id, c->gallery_id, c->viewing, c->editing);
+            if (!rc)
+                rc = wal_submit(app->wal, line.data, line.len, id, &wt);
+            if (rc)
+                events_cancel(app->events, id);
+            buf_cleanup(&line);
+        }
+        pthread_mutex_unlock(&app->seq_lock);
+        if (!rc && wt && (rc = wal_wait(app->wal, wt)) != 0)
+            events_cancel(app->events, id);
+        if (!rc)
+            rc =
+                events_commit(app->events, id, "presence", c->gallery_id, true, text, strlen(text));
+        if (rc)
+            TRACE_E("presence", "presence of %s not published: %s", c->gallery_id, ls_strerror(rc));
         free(text);
-        if (events_publish(app->events, "presence", ch->items[i].gallery_id, true, data,
-                           strlen(data), NULL) != 0)
-            TRACE_E("presence", "cannot publish presence of %s", ch->items[i].gallery_id);
     }
 }
 
@@ -1031,7 +1122,10 @@ static int handle_item_write(struct http_app *app, const struct http_request *q,
             r->body_len = replay.body_len;
             replay.body = NULL;
             resp_header(r, "Content-Type", "application/json");
-            if (replay.etag)
+            /* Outcomes restored from the log carry the ETag of their
+             * version; a PUT never sends one (RFC 9110 §9.3.4), and the
+             * fingerprint guarantees the original was a PUT too. */
+            if (replay.etag && is_patch)
                 resp_header(r, "ETag", replay.etag);
             resp_header(r, "Idempotent-Replayed", "true");
             idem_response_cleanup(&replay);
@@ -1056,6 +1150,8 @@ static int handle_item_write(struct http_app *app, const struct http_request *q,
     w.actor = h.actor;
     w.now_us = now_us();
     w.mutation_id = h.has_key ? h.key : NULL;
+    w.idem_scope = h.client;
+    w.idem_fp = h.has_key ? fp : NULL;
     rc = store_write(app->store, &w, &res);
     if (rc) {
         resp_from_err(r, rc);
@@ -1089,6 +1185,38 @@ static int handle_item_write(struct http_app *app, const struct http_request *q,
         resp_json(r, 200, write_body(&res, h.has_key ? h.key : NULL));
         touch_edit(app, h.client);
         break;
+    }
+    if (reserved && r->body && r->status != 500 && app->wal && res.outcome != STORE_APPLIED) {
+        /* An outcome that changed nothing is logged on its own, and the
+         * answer waits for it: after a restart the same key must still get
+         * the same answer (PROTOCOL §6.6).  An applied write's log record
+         * already carries its key. */
+        struct wal_idem wi;
+        struct wal_ticket *wt = NULL;
+        struct buf line;
+
+        memset(&wi, 0, sizeof(wi));
+        wi.scope = h.client;
+        wi.key = h.key;
+        memcpy(wi.fp, fp, IDEM_FP_LEN);
+        wi.status = r->status;
+        wi.etag = resp_get_header(r, "ETag");
+        wi.body = r->body;
+        wi.body_len = r->body_len;
+        wi.stored_at_us = now_us();
+        buf_init(&line, WAL_MAX_LINE + 2);
+        rc = wal_format_idem(&line, &wi);
+        if (!rc)
+            rc = wal_submit(app->wal, line.data, line.len, 0, &wt);
+        buf_cleanup(&line);
+        if (!rc)
+            rc = wal_wait(app->wal, wt);
+        if (rc) {
+            http_response_cleanup(r);
+            memset(r, 0, sizeof(*r));
+            resp_from_err(r, rc);
+            goto out; /* not stored: the reservation is dropped below */
+        }
     }
     if (reserved && r->body && r->status != 500) {
         rc = idem_complete(app->idem, h.client, h.key, r->status, r->body, r->body_len,
@@ -1593,6 +1721,42 @@ static const char *const http_features[] = {
     "presence.editing",
 };
 
+/* /health "labels": whether and how labels are persisted (PROTOCOL §17). */
+static bool add_labels_health(struct http_app *app, cJSON *l)
+{
+    struct wal_status st;
+    char path[4096 + 64];
+
+    if (!cJSON_AddTrueToObject(l, "enabled") ||
+        !cJSON_AddBoolToObject(l, "persisted", app->wal != NULL))
+        return false;
+    if (!app->wal)
+        return cJSON_AddStringToObject(l, "mode", "no-write") &&
+               cJSON_AddStringToObject(l, "state", "memory") &&
+               cJSON_AddNumberToObject(l, "last_event_id", (double)store_seq(app->store));
+    wal_status(app->wal, &st);
+    if (!cJSON_AddStringToObject(l, "mode", wal_fsync_name(st.mode)) ||
+        !cJSON_AddStringToObject(l, "state", st.state) ||
+        !cJSON_AddNumberToObject(l, "last_event_id", (double)store_seq(app->store)) ||
+        !cJSON_AddNumberToObject(l, "durable_event_id", (double)st.durable_id) ||
+        !cJSON_AddNumberToObject(l, "written_event_id", (double)st.written_id) ||
+        !cJSON_AddNumberToObject(l, "pending", (double)st.pending) ||
+        !cJSON_AddNumberToObject(l, "log_bytes", (double)st.log_bytes) ||
+        !cJSON_AddNumberToObject(l, "records", (double)st.records) ||
+        !cJSON_AddNumberToObject(l, "fsyncs", (double)st.fsyncs) ||
+        !cJSON_AddNumberToObject(l, "compactions", (double)st.compactions) ||
+        !cJSON_AddNumberToObject(l, "failures", (double)st.failures) ||
+        !cJSON_AddBoolToObject(l, "writes_stopped", st.latched) ||
+        (st.error[0] ? !cJSON_AddStringToObject(l, "error", st.error)
+                     : !cJSON_AddNullToObject(l, "error")))
+        return false;
+    snprintf(path, sizeof(path), "%s/%s/%s", app->root, WAL_DIR_NAME, WAL_LOG_NAME);
+    if (!cJSON_AddStringToObject(l, "log", path))
+        return false;
+    snprintf(path, sizeof(path), "%s/%s/%s", app->root, WAL_DIR_NAME, WAL_SNAPSHOT_NAME);
+    return cJSON_AddStringToObject(l, "snapshot", path) != NULL;
+}
+
 static int handle_health(struct http_app *app, struct http_response *r)
 {
     cJSON *o = cJSON_CreateObject(), *feat, *labels, *idem, *ev, *pr;
@@ -1631,10 +1795,7 @@ static int handle_health(struct http_app *app, struct http_response *r)
          !cJSON_AddItemToArray(feat, cJSON_CreateString("presence.short-ttl"))))
         goto fail;
     if (!cJSON_AddNumberToObject(o, "items", (double)store_count(app->store)) ||
-        !(labels = cJSON_AddObjectToObject(o, "labels")) ||
-        !cJSON_AddTrueToObject(labels, "enabled") || !cJSON_AddFalseToObject(labels, "persisted") ||
-        !cJSON_AddStringToObject(labels, "mode", app->no_write ? "no-write" : "memory") ||
-        !cJSON_AddNumberToObject(labels, "last_event_id", (double)store_seq(app->store)) ||
+        !(labels = cJSON_AddObjectToObject(o, "labels")) || !add_labels_health(app, labels) ||
         !(idem = cJSON_AddObjectToObject(o, "idempotency")) ||
         !cJSON_AddNumberToObject(idem, "entries", (double)idem_count(app->idem)) ||
         !cJSON_AddNumberToObject(idem, "capacity", IDEM_DEFAULT_ENTRIES) ||
@@ -1844,7 +2005,10 @@ struct http_app *http_app_new(const struct http_config *cfg, unsigned port,
     app->idem = deps->idem;
     app->events = deps->events;
     app->presence = deps->presence;
+    app->wal = deps->events ? deps->wal : NULL; /* the log needs ids from the hub */
+    pthread_mutex_init(&app->seq_lock, NULL);
     app->no_write = cfg->no_write;
+    snprintf(app->root, sizeof(app->root), "%s", cfg->root ? cfg->root : "");
     app->idem_ttl_us = cfg->idem_ttl_us ? cfg->idem_ttl_us : IDEM_DEFAULT_TTL_US;
     app->keepalive_s = cfg->keepalive_s > 0 ? cfg->keepalive_s : 15.0;
     app->prune_interval_s = cfg->prune_interval_s > 0 ? cfg->prune_interval_s : 5.0;
@@ -1868,9 +2032,10 @@ struct http_app *http_app_new(const struct http_config *cfg, unsigned port,
     if (rc)
         goto fail;
     {
-        static const struct store_commit_ops ops = {app_prepare, NULL, app_finish};
+        static const struct store_commit_ops mem_ops = {app_prepare, NULL, app_finish};
+        static const struct store_commit_ops log_ops = {app_prepare, app_wait, app_finish};
 
-        store_set_commit_ops(app->store, &ops, app);
+        store_set_commit_ops(app->store, app->wal ? &log_ops : &mem_ops, app);
     }
     return app;
 fail:
@@ -1885,6 +2050,7 @@ void http_app_free(struct http_app *app)
     if (!app)
         return;
     store_set_commit_ops(app->store, NULL, NULL);
+    pthread_mutex_destroy(&app->seq_lock);
     pthread_mutex_destroy(&app->presence_lock);
     free(app);
 }
@@ -1897,9 +2063,9 @@ void http_app_free(struct http_app *app)
 /* Per-connection pool: holds the request line and headers, so it bounds them
  * (PROTOCOL §11: targets up to 16 KiB); it is also the bulk of what an idle
  * event stream costs (about 25 KB each with 32 KiB, 46 KB with 64 KiB). */
-#define HTTP_CONN_MEMORY (32 * 1024)
+#define HTTP_CONN_MEMORY    (32 * 1024)
 #define HTTP_STREAM_DRAIN_S 0.5 /* how long http_stop lets streams end cleanly */
-#define HTTP_MAX_QUERY_ARGS  64
+#define HTTP_MAX_QUERY_ARGS 64
 
 struct http_server {
     struct MHD_Daemon *daemon;

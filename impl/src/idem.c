@@ -310,6 +310,39 @@ out:
     return rc;
 }
 
+int idem_restore(struct idem *t, const char *scope, const char *key,
+                 const unsigned char fp[IDEM_FP_LEN], int status, const char *body, size_t body_len,
+                 const char *etag, long long created_us, long long now_us)
+{
+    enum idem_verdict v;
+    struct idem_response r;
+    int rc;
+
+    if (now_us - created_us > t->ttl_us)
+        return 0; /* expired while the server was down */
+    idem_cancel(t, scope, key);
+    {
+        /* Drop a completed entry too: the log's newest outcome wins. */
+        size_t len = 0;
+        char *id = idem_make_id(scope, key, &len);
+        struct idem_entry *e;
+
+        if (!id)
+            return -ENOMEM;
+        pthread_mutex_lock(&t->lock);
+        e = idem_find(t, id, len, idem_hash(id, len));
+        if (e)
+            idem_unlink(t, e);
+        pthread_mutex_unlock(&t->lock);
+        free(id);
+    }
+    rc = idem_begin(t, scope, key, fp, created_us, &v, &r);
+    if (rc)
+        return rc;
+    idem_response_cleanup(&r);
+    return idem_complete(t, scope, key, status, body, body_len, etag, created_us);
+}
+
 void idem_cancel(struct idem *t, const char *scope, const char *key)
 {
     struct idem_entry *e;

@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "events.h"
 #include "http.h"
@@ -22,6 +24,7 @@
 #include "presence.h"
 #include "store.h"
 #include "trace.h"
+#include "wal.h"
 
 #define MAIN_DEFAULT_PORT    7070
 #define MAIN_DEFAULT_THREADS 2
@@ -37,14 +40,29 @@ static void usage(FILE *f)
             "  --root DIR            gallery to serve (required)\n"
             "  --host ADDR           address to bind (default 127.0.0.1)\n"
             "  --port N              port to bind; 0 picks a free one (default %d)\n"
-            "  --no-write            keep labels in memory only (this version never\n"
-            "                        writes label files; /health says persisted:false)\n"
+            "  --no-write            keep labels in memory only: nothing is written to\n"
+            "                        DIR/.lenslet/, and /health says persisted:false\n"
             "  --threads N           HTTP worker threads, 1..64 (default %d)\n"
             "  --max-connections N   concurrent connections, 1..19000 (default 1000)\n"
             "  --allow-origin URL    also accept writes from this browser origin\n"
             "                        (repeatable, at most %d); the server's own\n"
             "                        http://127.0.0.1|localhost|[::1]:PORT always are\n"
             "  --idem-ttl SECONDS    keep idempotency results this long (default 86400)\n"
+            "\n"
+            "Durability (labels are logged to DIR/.lenslet/labels.log.jsonl):\n"
+            "  --fsync MODE          always: answer a write only once its log record is\n"
+            "                        on disk (group commit; the default);\n"
+            "                        batch: fdatasync at most every --fsync-batch-ms,\n"
+            "                        answer after the write(2) (a crash can lose the\n"
+            "                        last batch); never: no fdatasync (benchmarks);\n"
+            "                        each: always without group commit, one\n"
+            "                        fdatasync per write (a benchmark baseline)\n"
+            "  --fsync-batch-ms MS   batch mode's sync period (default %d)\n"
+            "  --compact-bytes N     snapshot and empty the log once it exceeds N bytes\n"
+            "                        (default %u; 0 = only when the server stops)\n"
+            "  --recover             if the log is corrupt in the middle, keep a copy of\n"
+            "                        it, cut it at the last good record and start\n"
+            "                        (without it, the server refuses to start)\n"
             "\n"
             "Events (GET /events) and presence:\n"
             "  --keepalive SECONDS   SSE keepalive comment period (default 15)\n"
@@ -64,8 +82,9 @@ static void usage(FILE *f)
             "\n"
             "When ready it prints one line with its URL on stdout.  Diagnostics go to\n"
             "stderr; LS_TRACE=debug|info|warn|error sets their level.\n",
-            MAIN_DEFAULT_PORT, MAIN_DEFAULT_THREADS, HTTP_MAX_ORIGINS, EVENTS_DEFAULT_RETRY_MS,
-            EVENTS_DEFAULT_RING, EVENTS_DEFAULT_BACKLOG, EVENTS_DEFAULT_MAX_SUBS);
+            MAIN_DEFAULT_PORT, MAIN_DEFAULT_THREADS, HTTP_MAX_ORIGINS, WAL_DEFAULT_BATCH_MS,
+            (unsigned)WAL_DEFAULT_COMPACT_BYTES, EVENTS_DEFAULT_RETRY_MS, EVENTS_DEFAULT_RING,
+            EVENTS_DEFAULT_BACKLOG, EVENTS_DEFAULT_MAX_SUBS);
 }
 
 /* Parse a decimal number of seconds in [lo, hi]; false on anything else. */
@@ -100,6 +119,103 @@ static bool parse_uint(const char *s, unsigned long lo, unsigned long hi, unsign
     return true;
 }
 
+/* Start-up replay of the label log into the store and the idempotency table. */
+struct replay {
+    struct store *store;
+    struct idem *idem;
+    size_t unknown;
+    int failed;
+};
+
+static long long wall_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static long long mono_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Idempotency retention runs on the monotonic clock; the log stores wall
+ * time.  Place the outcome as far in the past as its wall-clock age. */
+static long long mono_of_wall(long long wall_us)
+{
+    long long age = wall_us ? wall_now_us() - wall_us : 0;
+
+    return mono_now_us() - (age > 0 ? age : 0);
+}
+
+static int replay_item(void *ctx, const struct wal_item *r)
+{
+    struct replay *rp = ctx;
+    struct store_record cur, rec;
+    int rc = store_get(rp->store, r->path, &cur);
+
+    if (rc == LS_ENOTFOUND) {
+        rp->unknown++;
+        return 0;
+    }
+    if (rc)
+        goto fail;
+    /* Fields a record leaves out keep their previous values (upstream rule). */
+    rec = cur;
+    if (r->present & WAL_HAS_TAGS) {
+        rec.labels.tags = r->labels.tags;
+        rec.labels.ntags = r->labels.ntags;
+    }
+    if (r->present & WAL_HAS_NOTES)
+        rec.labels.notes = r->labels.notes;
+    if (r->present & WAL_HAS_STAR)
+        rec.labels.star = r->labels.star;
+    if (r->present & WAL_HAS_METRICS) {
+        rec.labels.metrics = r->labels.metrics;
+        rec.labels.nmetrics = r->labels.nmetrics;
+    }
+    rec.version = r->version;
+    if (r->present & WAL_HAS_UPDATED_AT)
+        rec.updated_at_us = r->updated_at_us;
+    if (r->present & WAL_HAS_UPDATED_BY)
+        rec.updated_by = (char *)(uintptr_t)r->updated_by;
+    rc = store_restore(rp->store, r->path, &rec.labels, rec.version, rec.updated_at_us,
+                       rec.updated_by, r->id);
+    if (!rc && r->has_idem) {
+        /* Rebuild the 200 the client got, byte for byte. */
+        char *body = http_write_body(&rec, r->idem_key, r->changed, r->id);
+        char etag[32];
+
+        snprintf(etag, sizeof(etag), "\"%llu\"", rec.version);
+        rc = body ? idem_restore(rp->idem, r->idem_scope, r->idem_key, r->idem_fp, 200, body,
+                                 strlen(body), etag, mono_of_wall(rec.updated_at_us), mono_now_us())
+                  : -ENOMEM;
+        free(body);
+    }
+    store_record_cleanup(&cur);
+    if (rc)
+        goto fail;
+    return 0;
+fail:
+    rp->failed = rc;
+    return rc;
+}
+
+static int replay_idem(void *ctx, const struct wal_idem *r)
+{
+    struct replay *rp = ctx;
+    int rc = idem_restore(rp->idem, r->scope, r->key, r->fp, r->status, r->body, r->body_len,
+                          r->etag, mono_of_wall(r->stored_at_us), mono_now_us());
+
+    if (rc)
+        rp->failed = rc;
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -119,6 +235,10 @@ int main(int argc, char **argv)
         {"view-ttl", required_argument, NULL, 'w'},
         {"edit-ttl", required_argument, NULL, 'E'},
         {"prune-interval", required_argument, NULL, 'P'},
+        {"fsync", required_argument, NULL, 'f'},
+        {"fsync-batch-ms", required_argument, NULL, 'B'},
+        {"compact-bytes", required_argument, NULL, 'C'},
+        {"recover", no_argument, NULL, 'X'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -133,6 +253,10 @@ int main(int argc, char **argv)
     struct idem *idem = NULL;
     struct events_hub *hub = NULL;
     struct presence *presence = NULL;
+    struct wal *wal = NULL;
+    struct wal_config wcfg;
+    struct wal_open_info winfo;
+    struct replay rp;
     double d;
     const char *root = NULL;
     struct stat st;
@@ -152,6 +276,12 @@ int main(int argc, char **argv)
     cfg.prune_interval_s = 5;
     cfg.view_ttl_s = 75;
     cfg.edit_ttl_s = 60;
+    memset(&wcfg, 0, sizeof(wcfg));
+    wcfg.mode = WAL_FSYNC_ALWAYS;
+    wcfg.batch_ms = WAL_DEFAULT_BATCH_MS;
+    wcfg.compact_bytes = WAL_DEFAULT_COMPACT_BYTES;
+    memset(&winfo, 0, sizeof(winfo));
+    memset(&rp, 0, sizeof(rp));
     memset(&ecfg, 0, sizeof(ecfg));
     ecfg.ring_cap = EVENTS_DEFAULT_RING;
     ecfg.backlog = EVENTS_DEFAULT_BACKLOG;
@@ -235,6 +365,23 @@ int main(int argc, char **argv)
                 goto bad_value;
             cfg.prune_interval_s = d;
             break;
+        case 'f':
+            if (wal_fsync_parse(optarg, &wcfg.mode) != 0)
+                goto bad_value;
+            break;
+        case 'B':
+            if (!parse_uint(optarg, 1, 60000, &v))
+                goto bad_value;
+            wcfg.batch_ms = (unsigned)v;
+            break;
+        case 'C':
+            if (!parse_uint(optarg, 0, (unsigned long)1 << 40, &v))
+                goto bad_value;
+            wcfg.compact_bytes = v;
+            break;
+        case 'X':
+            wcfg.recover = true;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -274,12 +421,7 @@ int main(int argc, char **argv)
 
     store = store_new();
     idem = idem_new(IDEM_DEFAULT_ENTRIES, IDEM_DEFAULT_BYTES, cfg.idem_ttl_us);
-    hub = events_new(&ecfg, 0, &rc);
-    memset(&pcfg, 0, sizeof(pcfg));
-    pcfg.view_ttl_us = (long long)(cfg.view_ttl_s * 1e6);
-    pcfg.edit_ttl_us = (long long)(cfg.edit_ttl_s * 1e6);
-    presence = presence_new(&pcfg, &rc);
-    if (!store || !idem || !hub || !presence) {
+    if (!store || !idem) {
         fprintf(stderr, "labelsyncd: out of memory\n");
         goto out;
     }
@@ -288,12 +430,50 @@ int main(int argc, char **argv)
         fprintf(stderr, "labelsyncd: cannot load %s: %s\n", root, ls_strerror(rc));
         goto out;
     }
+    if (!cfg.no_write) {
+        static const struct wal_replay_cb cb = {replay_item, replay_idem};
+
+        wcfg.root = root;
+        rp.store = store;
+        rp.idem = idem;
+        wal = wal_open(&wcfg, &cb, &rp, &winfo, &rc);
+        if (!wal) {
+            fprintf(stderr, "labelsyncd: %s\n", winfo.message[0] ? winfo.message : ls_strerror(rc));
+            if (rc == LS_ECORRUPT)
+                fprintf(stderr,
+                        "labelsyncd: inspect it with 'labelsync-wal check --root %s'; "
+                        "'labelsync-wal repair' or --recover keep a copy and cut the "
+                        "log at the last good record\n",
+                        root);
+            goto out;
+        }
+        if (rp.failed) {
+            fprintf(stderr, "labelsyncd: replaying the label log failed: %s\n",
+                    ls_strerror(rp.failed));
+            goto out;
+        }
+        TRACE_I("main", "%s", winfo.message);
+        if (rp.unknown)
+            TRACE_W("main", "%zu logged records name files that are not items of %s any more",
+                    rp.unknown, root);
+    }
+    hub = events_new(&ecfg, winfo.last_id, &rc);
+    memset(&pcfg, 0, sizeof(pcfg));
+    pcfg.view_ttl_us = (long long)(cfg.view_ttl_s * 1e6);
+    pcfg.edit_ttl_us = (long long)(cfg.edit_ttl_s * 1e6);
+    presence = presence_new(&pcfg, &rc);
+    if (!store || !idem || !hub || !presence) {
+        fprintf(stderr, "labelsyncd: out of memory\n");
+        goto out;
+    }
     if (nitems == 0)
         TRACE_W("main", "%s holds no .png/.jpg/.jpeg/.webp files", root);
     deps.store = store;
     deps.idem = idem;
     deps.events = hub;
     deps.presence = presence;
+    deps.wal = wal;
+    cfg.root = root;
     rc = http_start(&cfg, &deps, &srv);
     if (rc) {
         fprintf(stderr, "labelsyncd: cannot start HTTP on %s:%u: %s\n", cfg.host, cfg.port,
@@ -310,6 +490,7 @@ int main(int argc, char **argv)
     status = 0;
 out:
     http_stop(srv);
+    wal_close(wal); /* drains, syncs, snapshots, unlocks */
     presence_free(presence);
     events_free(hub);
     idem_free(idem);
