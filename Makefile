@@ -89,7 +89,7 @@ help:
 	@echo "make install     install binaries to \$$DESTDIR\$$PREFIX/bin (PREFIX=$(PREFIX))"
 	@echo "make format | check-format | lint | clean"
 
-build: $(B)/labelsyncd $(B)/labelsync-check $(B)/bench_http $(TEST_BIN) $(FAKE_BIN) \
+build: $(B)/labelsyncd $(B)/labelsync-check $(B)/bench_http $(B)/crash_test $(TEST_BIN) $(FAKE_BIN) \
        $(RUNNER_TEST_BIN) $(TOOLS_BIN)
 
 # ---------------------------------------------------------------------------
@@ -110,20 +110,27 @@ $(B)/labelsync-check: $(RUNNER_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
 
+$(B)/crash_test: $(B)/obj/impl/bench/crash_test.o
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
+
 $(B)/bench_http: $(B)/obj/impl/bench/bench_http.o
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
 
-# test_wal links a copy of wal.c built with its fault hooks; the server never has them.
+# test_wal and test_durability link a copy of wal.c built with its fault hooks;
+# the server never has them.
 $(B)/obj/impl/src/wal_fault.o: impl/src/wal.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $< (fault injection)"
 	$(Q)$(CC) $(CFLAGS_ALL) -DLS_FAULT_INJECTION -c $< -o $@
 
-$(B)/obj/impl/tests/test_wal.o: CFLAGS += -DLS_FAULT_INJECTION
+FAULT_TESTS := $(B)/tests/test_wal $(B)/tests/test_durability
 
-$(B)/tests/test_wal: $(B)/obj/impl/tests/test_wal.o $(SUPPORT_OBJ) \
-                     $(filter-out $(B)/obj/impl/src/wal.o,$(LIB_OBJ)) $(B)/obj/impl/src/wal_fault.o
+$(B)/obj/impl/tests/test_wal.o $(B)/obj/impl/tests/test_durability.o: CFLAGS += -DLS_FAULT_INJECTION
+
+$(FAULT_TESTS): $(B)/tests/%: $(B)/obj/impl/tests/%.o $(SUPPORT_OBJ) \
+                $(filter-out $(B)/obj/impl/src/wal.o,$(LIB_OBJ)) $(B)/obj/impl/src/wal_fault.o
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) -o $@

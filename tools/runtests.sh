@@ -17,6 +17,7 @@ flavor=debug
 sflavor=release
 use_valgrind=0
 do_unit=0 do_selftest=0 do_lint_spec=0 do_conf=0 do_format=0 do_lint=0 do_cppcheck=0
+do_crash=0
 while [ $# -gt 0 ]; do
     case "$1" in
     --flavor) flavor=$2; shift ;;
@@ -29,7 +30,8 @@ while [ $# -gt 0 ]; do
     --check-format) do_format=1 ;;
     --lint) do_lint=1 ;;
     --cppcheck) do_cppcheck=1 ;;
-    --all) do_unit=1 do_selftest=1 do_lint_spec=1 do_conf=1 do_format=1 do_lint=1 ;;
+    --crash) do_crash=1 ;;
+    --all) do_unit=1 do_selftest=1 do_lint_spec=1 do_conf=1 do_format=1 do_lint=1 do_crash=1 ;;
     *) echo "runtests: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -201,6 +203,20 @@ if [ "$do_conf" = 1 ]; then
         fail "conformance: labelsyncd did not start"
         tail -20 "$scratch/server.err" | sed 's/^/    | /'
     fi
+fi
+
+# --- crash consistency: kill -9 under writes, short form ------------------------
+if [ "$do_crash" = 1 ]; then
+    echo "== crash consistency (8 kill -9 cycles, --fsync always)"
+    log="$scratch/crash.log"
+    timeout 600 build/$sflavor/crash_test --server-bin build/$sflavor/labelsyncd \
+        --workspace-template spec/workspace --cycles 8 --min-run-ms 20 --max-run-ms 150 \
+        >"$log" 2>&1
+    rc=$?
+    line=$(grep -E '^cycles [0-9]+, acknowledged writes' "$log" | tail -1)
+    if [ "$rc" = 0 ]; then pass; else fail "crash consistency (exit $rc)"; fi
+    echo "  ${line:-no summary line} (exit $rc)"
+    [ "$rc" = 0 ] || tail -30 "$log" | sed 's/^/    | /'
 fi
 
 # --- formatting and banned functions ----------------------------------------------
