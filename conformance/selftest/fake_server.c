@@ -29,20 +29,39 @@
  *                                    one event frame) to every open /sse
  *                                    stream of channel NAME; answers
  *                                    {"delivered": streams}
- * Binds 127.0.0.1 on an ephemeral port, prints the port on stdout, and runs
- * until SIGTERM/SIGINT.  Uses MHD's internal poll thread (never epoll, see
- * shared/reference/machine-limits.md).  A stream with nothing to send is
- * suspended (MHD_suspend_connection) and a ticker thread resumes it when its
- * next piece is due or /emit pushed bytes, so streams never busy-wait and
- * never block other requests.  Every input is capped.
+ *   /kv?key=K[&value=V]               with --root: read (404 when unset) or
+ *                                    write the file ROOT/kv-K (synchronously,
+ *                                    so it survives kill -9): {"key","value"}
+ *   /die?code=N&after_ms=M           answer 200, then _exit(N) after M ms
+ * Binds 127.0.0.1 on an ephemeral port (or --port N), prints the port on
+ * stdout, and runs until SIGTERM/SIGINT.  Options for the lifecycle
+ * self-tests (started by the runner's --server):
+ *   --port N          bind this port
+ *   --root DIR        the workspace: /kv files, and DIR/.fake.lock held with
+ *                     flock for the process lifetime (a second server on DIR
+ *                     exits 4 with "DIR/.fake.lock: workspace is locked")
+ *   --no-lock         do not take the lock
+ *   --fail TEXT       print "fake-server: TEXT" on stderr and exit 3 at once
+ *   --exit0           exit 0 at once (a refusal that is not one)
+ *   --never-ready     /health answers 503
+ *   --slow-start MS   wait before listening
+ *   --say TEXT        print TEXT on stderr when listening
+ *   --ignore-term     keep running on SIGTERM (SIGINT still stops it)
+ *   --term-status N   exit with status N after SIGTERM  Uses MHD's internal poll thread (never
+ * epoll, see shared/reference/machine-limits.md).  A stream with nothing to send is suspended
+ * (MHD_suspend_connection) and a ticker thread resumes it when its next piece is due or /emit
+ * pushed bytes, so streams never busy-wait and never block other requests.  Every input is capped.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -63,6 +82,10 @@
 #define FAKE_MAX_SSE      (4 * 1024 * 1024) /* bytes of one /sse script */
 #define FAKE_MAX_PENDING  (1024 * 1024)     /* bytes pushed by /emit and not sent yet */
 #define FAKE_MAX_STREAMS  512               /* /sse streams open at once */
+
+/* Options (set once in main, read-only afterwards). */
+static const char *opt_root;
+static int opt_never_ready;
 
 struct counter {
     char name[FAKE_MAX_NAME];
@@ -206,7 +229,71 @@ static enum MHD_Result do_health(struct MHD_Connection *c)
     static const char body[] = "{\"ok\":true,\"server\":\"fake\",\"version\":\"0\",\"protocol\":1,"
                                "\"features\":[\"items\",\"etag\",\"idempotency\",\"if-match\"]}";
 
+    if (opt_never_ready)
+        return send_error(c, 503, "starting", NULL);
     return send_buf(c, 200, "application/json", body, sizeof(body) - 1);
+}
+
+/* /kv: one small file per key in the workspace, written before the answer. */
+static enum MHD_Result do_kv(struct MHD_Connection *c)
+{
+    const char *key = arg(c, "key"), *val = arg(c, "value");
+    char path[FAKE_MAX_PATH], data[4096];
+    cJSON *j;
+    ssize_t n;
+    int fd;
+
+    if (!opt_root || !key || !*key || strlen(key) > 64 ||
+        strspn(key, "abcdefghijklmnopqrstuvwxyz0123456789_-") != strlen(key) ||
+        (val && strlen(val) >= sizeof(data)))
+        return send_error(c, 400, "bad_kv", NULL);
+    snprintf(path, sizeof(path), "%s/kv-%s", opt_root, key);
+    if (val) {
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, val, strlen(val)) != (ssize_t)strlen(val) || fsync(fd) != 0) {
+            if (fd >= 0)
+                close(fd);
+            return send_error(c, 500, "kv_write_failed", NULL);
+        }
+        close(fd);
+        n = (ssize_t)strlen(val);
+        memcpy(data, val, (size_t)n);
+    } else {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return send_error(c, 404, "kv_not_found", NULL);
+        n = read(fd, data, sizeof(data) - 1);
+        close(fd);
+        if (n < 0)
+            return send_error(c, 500, "kv_read_failed", NULL);
+    }
+    data[n] = '\0';
+    j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "key", key);
+    cJSON_AddStringToObject(j, "value", data);
+    return send_json(c, 200, j);
+}
+
+static void *die_later(void *arg)
+{
+    long v = (long)(intptr_t)arg;
+
+    usleep((useconds_t)(v >> 8) * 1000);
+    _exit((int)(v & 0xff));
+}
+
+/* /die: answer, then exit with the code on our own after after_ms. */
+static enum MHD_Result do_die(struct MHD_Connection *c)
+{
+    const char *code = arg(c, "code"), *after = arg(c, "after_ms");
+    long v = (code ? strtol(code, NULL, 10) & 0xff : 1) |
+             ((after ? strtol(after, NULL, 10) % 10000 : 50) << 8);
+    pthread_t t;
+
+    if (pthread_create(&t, NULL, die_later, (void *)(intptr_t)v) != 0)
+        _exit((int)(v & 0xff));
+    pthread_detach(t);
+    return send_buf(c, 200, "application/json", "{\"dying\":true}", 14);
 }
 
 struct hdr_ctx {
@@ -1018,6 +1105,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return do_sse(c);
     if (!strcmp(url, "/emit"))
         return do_emit(c);
+    if (!strcmp(url, "/kv"))
+        return do_kv(c);
+    if (!strcmp(url, "/die"))
+        return do_die(c);
     return send_error(c, 404, "not_found", NULL);
 }
 
@@ -1036,15 +1127,70 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
 }
 
-int main(void)
+static void usage_exit(void)
+{
+    fprintf(stderr, "usage: fake_server [--port N] [--root DIR] [--no-lock] [--fail TEXT] "
+                    "[--exit0] [--never-ready] [--slow-start MS] [--say TEXT] [--ignore-term] "
+                    "[--term-status N]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
 {
     struct MHD_Daemon *d;
     const union MHD_DaemonInfo *info;
     struct sockaddr_in sa;
     sigset_t set;
     pthread_t ticker;
-    int sig;
+    int sig, i, port = 0, lock = 1, ignore_term = 0, term_status = 0;
+    long slow_ms = 0;
+    const char *say = NULL;
 
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+        if (!strcmp(a, "--no-lock")) {
+            lock = 0;
+        } else if (!strcmp(a, "--exit0")) {
+            return 0;
+        } else if (!strcmp(a, "--never-ready")) {
+            opt_never_ready = 1;
+        } else if (!strcmp(a, "--ignore-term")) {
+            ignore_term = 1;
+        } else if (!v) {
+            usage_exit();
+        } else if (!strcmp(a, "--port")) {
+            port = (int)strtol(v, NULL, 10), i++;
+        } else if (!strcmp(a, "--root")) {
+            opt_root = v, i++;
+        } else if (!strcmp(a, "--fail")) {
+            fprintf(stderr, "fake-server: %s\n", v);
+            return 3;
+        } else if (!strcmp(a, "--slow-start")) {
+            slow_ms = strtol(v, NULL, 10), i++;
+        } else if (!strcmp(a, "--say")) {
+            say = v, i++;
+        } else if (!strcmp(a, "--term-status")) {
+            term_status = (int)strtol(v, NULL, 10), i++;
+        } else {
+            usage_exit();
+        }
+    }
+    if (opt_root && lock) {
+        char path[FAKE_MAX_PATH];
+        int fd;
+
+        snprintf(path, sizeof(path), "%s/.fake.lock", opt_root);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            fprintf(stderr, "fake-server: %s: %s\n", path,
+                    fd < 0 ? strerror(errno) : "workspace is locked");
+            return 4;
+        }
+        /* fd stays open (and locked) until the process ends. */
+    }
+    if (slow_ms > 0 && slow_ms < 60000)
+        usleep((useconds_t)slow_ms * 1000);
     /* Block the stop signals before MHD starts its thread, then wait for them here. */
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
@@ -1053,7 +1199,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     memset(&sa, 0, sizeof(sa));
     sa.sin_family = AF_INET;
-    sa.sin_port = 0;
+    sa.sin_port = htons((unsigned short)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     d = MHD_start_daemon(
         MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG, 0, NULL, NULL,
@@ -1072,7 +1218,9 @@ int main(void)
     info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     printf("%u\n", info ? (unsigned)info->port : 0u);
     fflush(stdout);
-    while (sigwait(&set, &sig) != 0)
+    if (say)
+        fprintf(stderr, "%s\n", say);
+    while (sigwait(&set, &sig) != 0 || (ignore_term && sig == SIGTERM))
         ;
     /* Stop the ticker, then resume every parked stream (MHD refuses to stop with suspended
      * connections); their readers now end the streams. */
@@ -1098,5 +1246,5 @@ int main(void)
         MHD_resume_connection(conn);
     }
     MHD_stop_daemon(d);
-    return 0;
+    return sig == SIGTERM ? term_status : 0;
 }

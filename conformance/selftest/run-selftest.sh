@@ -5,9 +5,12 @@
 # scripted event streams) fails on a wrong response and passes on the right
 # one (cases/*.json, each with "selftest_expect"), and checks the runner's
 # exit codes, --expect-fail, --list, --filter, --level, --origin, -v,
-# --timeout-scale, reports and --lint.  Everything runs on
-# 127.0.0.1, every runner call is bounded by `timeout`, and the fake server
-# is stopped by its PID.
+# --timeout-scale, reports and --lint.  The lifecycle cases (selftest.life.*)
+# run with --server, which starts the fake server itself (options in
+# fake_server.c) on copies of workspace/; the script then checks that no
+# server process and no scratch directory is left behind, also after the
+# runner is killed by SIGTERM.  Everything runs on 127.0.0.1, every runner
+# call is bounded by `timeout`, and the fake server is stopped by its PID.
 #
 # Usage: run-selftest.sh [BUILD_DIR]      (default build/release; also $SELFTEST_BUILD)
 # Environment:
@@ -42,6 +45,9 @@ CLOSED=http://127.0.0.1:1   # nothing listens on port 1: connection refused
 LIMIT=300                   # seconds per runner invocation
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lsc-selftest.XXXXXX")
+RT=$TMP/rt                  # TMPDIR of the runner: its --server scratch directories
+mkdir -p "$RT"
+LIFE_CMD="$FAKE --port {port} --root {workspace} {args}"
 FAKE_PID=
 passed=0
 failed=0
@@ -95,7 +101,7 @@ bad() {
 
 # run ARGS... : run the runner, output in $TMP/out and $TMP/err, exit code in $rc.
 run() {
-    timeout "$LIMIT" $WRAP "$RUNNER" "$@" >"$TMP/out" 2>"$TMP/err"
+    TMPDIR=$RT timeout "$LIMIT" $WRAP "$RUNNER" "$@" >"$TMP/out" 2>"$TMP/err"
     rc=$?
 }
 
@@ -130,13 +136,21 @@ closing_line_ok() {
 }
 
 # 1. Every self-test case on its own: outcome, exit code, console line, repro.
+#    Lifecycle cases run with --server; their failures end with the server's state
+#    instead of (or after) a curl command.
 for f in "$SELF"/cases/*.json; do
     id=$(basename "$f" .json)
     want=$(sed -n 's/.*"selftest_expect": *"\([a-z]*\)".*/\1/p' "$f" | head -n1)
-    run --url "$URL" --spec "$SELF" --filter "$id" --timeout-scale "$SCALE"
+    tail_line="reproduce: "
+    case "$id" in
+    selftest.life.*)
+        run --server "$LIFE_CMD" --spec "$SELF" --filter "$id" --timeout-scale "$SCALE"
+        tail_line="    server: " ;;
+    *) run --url "$URL" --spec "$SELF" --filter "$id" --timeout-scale "$SCALE" ;;
+    esac
     case "$want" in
     pass) expect "$id" 0 "PASS $id" "1 passed, 0 failed, 0 skipped" ;;
-    fail) expect "$id" 1 "FAIL $id" "0 passed, 1 failed, 0 skipped" "reproduce: " ;;
+    fail) expect "$id" 1 "FAIL $id" "0 passed, 1 failed, 0 skipped" "$tail_line" ;;
     skip) expect "$id" 0 "SKIP $id (" "0 passed, 0 failed, 1 skipped" ;;
     *) bad "$id" "bad or missing selftest_expect" ;;
     esac
@@ -147,7 +161,10 @@ done
 #    so a runner that sent anything would exit 3 instead).
 for id in bad.unparseable bad.unknown-step bad.unknown-matcher bad.bad-regex \
           bad.unbounded-repeat bad.selftest-field bad.id-mismatch bad.nul-escape \
-          bad.sse-unopened bad.sse-closed bad.sse-reopen bad.sse-shape; do
+          bad.sse-unopened bad.sse-closed bad.sse-reopen bad.sse-shape \
+          bad.life-no-requires bad.life-request-stopped bad.life-files-running \
+          bad.life-path-escape bad.life-args-shell bad.life-restart-stopped \
+          bad.life-expect-shape; do
     run --url "$CLOSED" --spec "$BAD" --filter "$id"
     expect "exit 2: $id" 2 "nothing was run"
 done
@@ -264,6 +281,9 @@ else
         "event line: '$during', request trace at line '$slowreq'"
 fi
 
+run --url "$URL" --spec "$SELF" --filter selftest.var-nested.fail
+expect "\$var names the first differing member" 1 '/a/b/1: differs from $var doc here; expected 2, got 5'
+
 # The printed reproduction must be runnable and send the same bytes (binary body, quotes).
 run --url "$URL" --spec "$SELF" --filter selftest.repro-binary.fail
 expect "repro: printed" 1 "reproduce: { printf"
@@ -328,13 +348,104 @@ expect "lint: malformed fixtures" 2 "bad.unparseable.json: invalid JSON" 'unknow
     'unknown key "selftest_expect"' "max_attempts" "sleep_ms" "does not compile" \
     'sse_expect on stream "s", which is not open here' 'stream "s" is already open' \
     "{{before}} is used before it is defined" '$var "never" is used before' \
-    'capture "x" must be "id" or "data:/pointer"' "sse_check needs retry and/or comments_min"
+    'capture "x" must be "id" or "data:/pointer"' "sse_check needs retry and/or comments_min" \
+    'server_start is a lifecycle step: the case must list "lifecycle" in requires' \
+    "request while the server is not running" "workspace_files while the server runs" \
+    '"../outside" must be a relative path inside the workspace' "args must be at most" \
+    "server_restart while the server is not running" 'size makes no sense with "exists": false' \
+    'signal must be "TERM" or "KILL"' 'expect must be "fail"'
 expect_absent "lint: a capture of an earlier sse_expect event counts as defined" \
     "{{after}} is used before"
 run --lint --spec "$SELF" --schema "$TMP/no-such-schema.json"
 expect "lint: missing schema" 2
 
-# 9. The fake server must stop cleanly on SIGTERM and stay silent (sanitizer builds report here).
+# 9. --server: lifecycle mode.
+run --url "$URL" --spec "$SELF" --filter selftest.life.start-stop.pass
+expect "--url: lifecycle cases are skipped" 0 \
+    "SKIP selftest.life.start-stop.pass (lifecycle cases need --server)" "0 passed, 0 failed, 1 skipped"
+run --url "$URL" --spec "$SELF" --filter selftest.life.start-stop.pass --features all
+expect "--url --features all: lifecycle cases are still skipped" 0 \
+    "SKIP selftest.life.start-stop.pass (lifecycle cases need --server)"
+run --server "$LIFE_CMD" --spec "$SELF" --filter 'selftest.status.*' --filter 'selftest.requires.*'
+expect "--server: ordinary cases run on a shared server" 1 "PASS selftest.status.pass" \
+    "FAIL selftest.status.fail" "SKIP selftest.requires.skip (server lacks feature 'origin-check')" \
+    '"lifecycle"]' "2 passed, 1 failed, 1 skipped"
+run --server "$LIFE_CMD" --spec "$SELF" --filter 'selftest.life.persist.pass' \
+    --filter 'selftest.life.start-fail.pass' --filter 'selftest.status.pass' -v
+expect "--server -v traces lifecycle steps" 0 "main server: sh -c " "main server ready in" \
+    "main server stopped by SIGTERM in" "main server stopped by SIGKILL in" \
+    "workspace_expect kv-a: 1 match" "main server refused to start in" "3 passed, 0 failed, 0 skipped"
+run --server "$FAKE --port {port} --root {workspace} --fail cannot-start-here" --spec "$SELF" \
+    --filter selftest.status.pass
+expect "--server: a server that does not start is exit 3 with its stderr" 3 \
+    "the server did not start" "exited before it became ready (exit status 3)" \
+    "| fake-server: cannot-start-here"
+run --server "$FAKE --port {port} --root {workspace} --never-ready" --spec "$SELF" \
+    --filter selftest.status.pass --timeout-scale 0.05
+expect "--server: a server that never answers /health is exit 3" 3 \
+    "did not answer GET /health with 200 within 500 ms"
+run --server "$FAKE --root {workspace}" --spec "$SELF" --filter selftest.status.pass
+expect "--server without {port} is a usage error" 2 "must contain {port}"
+run --server "$FAKE --port {port}" --spec "$SELF" --filter selftest.status.pass
+expect "--server without {workspace} is a usage error" 2 "must contain {workspace}"
+run --server "$LIFE_CMD" --url "$URL" --spec "$SELF" --filter selftest.status.pass
+expect "--server and --url are exclusive" 2 "mutually exclusive"
+mkdir -p "$TMP/nows/cases"
+cp "$SELF/cases/selftest.status.pass.json" "$TMP/nows/cases/" && cp "$SELF/SELFTEST" "$TMP/nows/"
+run --server "$LIFE_CMD" --spec "$TMP/nows"
+expect "--server needs SPEC/workspace" 2 "needs the workspace $TMP/nows/workspace"
+
+# A runner killed by SIGTERM in the middle of a lifecycle case kills its servers and removes
+# its scratch directory.
+mkdir -p "$TMP/intspec/cases" "$TMP/intrt"
+cp -r "$SELF/workspace" "$TMP/intspec/" && cp "$SELF/SELFTEST" "$TMP/intspec/"
+cat >"$TMP/intspec/cases/selftest.life.interrupted.json" <<'JSON'
+{"id": "selftest.life.interrupted", "title": "a case that is interrupted", "spec": "0",
+ "level": "MUST", "requires": ["lifecycle"], "selftest_expect": "pass",
+ "steps": [{"server_start": {}}, {"server_start_second": {"args": "--no-lock --never-ready", "within_ms": 30000}}]}
+JSON
+TMPDIR=$TMP/intrt "$RUNNER" --server "$LIFE_CMD" --spec "$TMP/intspec" >"$TMP/out" 2>"$TMP/err" &
+runner_pid=$!
+for _ in $(seq 1 100); do
+    [ "$(pgrep -f -- "$TMP/intrt" 2>/dev/null | wc -l)" -ge 4 ] && break
+    sleep 0.1
+done
+started=$(pgrep -f -- "$TMP/intrt" 2>/dev/null | wc -l)
+kill -TERM "$runner_pid" 2>/dev/null
+wait "$runner_pid"
+runner_rc=$?
+sleep 0.2
+left=$(pgrep -f -- "$TMP/intrt" 2>/dev/null | wc -l)
+if [ "$started" -ge 4 ] && [ "$runner_rc" = 143 ] && [ "$left" = 0 ] &&
+    [ -z "$(ls -A "$TMP/intrt")" ]; then
+    ok "SIGTERM to the runner kills its servers and removes its scratch directory"
+else
+    bad "SIGTERM to the runner kills its servers and removes its scratch directory" \
+        "servers seen $started, runner exit $runner_rc, left $left, scratch: $(ls -A "$TMP/intrt")"
+fi
+
+# The same when its output pipe closes early (SIGPIPE).
+mkdir -p "$TMP/pipert"
+TMPDIR=$TMP/pipert "$RUNNER" --server "$LIFE_CMD" --spec "$SELF" --filter 'selftest.life.*' \
+    2>/dev/null | head -n 2 >/dev/null
+sleep 0.3
+if [ -z "$(ls -A "$TMP/pipert")" ] && ! pgrep -f -- "$TMP/pipert" >/dev/null 2>&1; then
+    ok "a closed output pipe (SIGPIPE) leaves no server and no scratch directory"
+else
+    bad "a closed output pipe (SIGPIPE) leaves no server and no scratch directory" \
+        "left: $(ls -A "$TMP/pipert")"
+fi
+
+# Nothing is left behind by any --server run above.
+leftover=$(find "$RT" -mindepth 1 -maxdepth 1 -name 'lsc-run.*' | head -n 3)
+if [ -z "$leftover" ] && ! pgrep -f -- "$RT" >/dev/null 2>&1; then
+    ok "--server runs leave no server process and no scratch directory"
+else
+    bad "--server runs leave no server process and no scratch directory" \
+        "left: $leftover; processes: $(pgrep -f -- "$RT" | tr '\n' ' ')"
+fi
+
+# 10. The fake server must stop cleanly on SIGTERM and stay silent (sanitizer builds report here).
 kill "$FAKE_PID" 2>/dev/null
 wait "$FAKE_PID"
 fake_rc=$?

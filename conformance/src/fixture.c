@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "http.h"
+#include "lifecycle.h"
 #include "match.h"
 #include "stream.h"
 #include "util.h"
@@ -24,6 +25,8 @@ struct chk {
     int bad;
     const char *open[STREAM_MAX_OPEN]; /* names of the streams open at this step (borrowed) */
     size_t nopen;
+    int life;    /* the case requires "lifecycle": the server starts stopped */
+    int running; /* the server runs at this step (always, outside lifecycle cases) */
 };
 
 static void say(struct chk *k, const char *where, const char *fmt, ...) LS_PRINTF(3, 4);
@@ -651,11 +654,201 @@ static void check_sse(struct chk *k, const char *kind, const cJSON *o, const cha
     buf_cleanup(&sub);
 }
 
+/* ------------------------------------------------------------------ lifecycle steps */
+
+static void check_args(struct chk *k, const cJSON *o, const char *where, struct buf *sub)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "args");
+
+    if (v && !(cJSON_IsString(v) && life_args_ok(v->valuestring)))
+        say(k, at(sub, where, "args"),
+            "args must be at most %d bytes of [A-Za-z0-9 ._=/:,+-] (inserted into the "
+            "--server command as shell words)",
+            LIFE_MAX_ARGS);
+}
+
+static void check_stderr_pattern(struct chk *k, const cJSON *o, const char *where, struct buf *sub)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "stderr");
+
+    if (v)
+        check_pattern(k, v, at(sub, where, "stderr"));
+}
+
+static void check_signal(struct chk *k, const cJSON *o, const char *where, struct buf *sub)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "signal");
+
+    if (v && !(cJSON_IsString(v) &&
+               (!strcmp(v->valuestring, "TERM") || !strcmp(v->valuestring, "KILL"))))
+        say(k, at(sub, where, "signal"), "signal must be \"TERM\" or \"KILL\"");
+}
+
+static void check_server_step(struct chk *k, const char *kind, const cJSON *o, const char *where)
+{
+    static const char *const start_keys[] = {"args", "expect", "within_ms", "stderr", NULL};
+    static const char *const stop_keys[] = {"signal", "within_ms", NULL};
+    static const char *const restart_keys[] = {"signal", "args", "within_ms", "stderr", NULL};
+    const char *e = fixture_str(o, "expect");
+    struct buf sub;
+
+    buf_init(&sub, 64 * 1024);
+    check_int_member(k, o, "within_ms", 1, FIXTURE_MAX_TIMEOUT_MS, where, &sub);
+    if (!strcmp(kind, "server_start") || !strcmp(kind, "server_start_second")) {
+        only_keys(k, o, where, start_keys, kind);
+        check_args(k, o, where, &sub);
+        check_stderr_pattern(k, o, where, &sub);
+        if (cJSON_GetObjectItemCaseSensitive(o, "expect") &&
+            !(e && (!strcmp(e, "fail") || (!strcmp(e, "ready") && !strcmp(kind, "server_start")))))
+            say(k, at(&sub, where, "expect"), "expect must be %s",
+                !strcmp(kind, "server_start") ? "\"ready\" or \"fail\"" : "\"fail\"");
+        if (!strcmp(kind, "server_start")) {
+            if (k->running && k->life)
+                say(k, where, "server_start while the server runs (server_stop it first)");
+            k->running = !(e && !strcmp(e, "fail"));
+        } else if (!k->running && k->life) {
+            say(k, where, "server_start_second needs the main server running here");
+        }
+    } else if (!strcmp(kind, "server_stop")) {
+        only_keys(k, o, where, stop_keys, kind);
+        check_signal(k, o, where, &sub);
+        if (!k->running && k->life)
+            say(k, where, "server_stop while the server is not running");
+        k->running = 0;
+    } else {
+        only_keys(k, o, where, restart_keys, kind);
+        check_signal(k, o, where, &sub);
+        check_args(k, o, where, &sub);
+        check_stderr_pattern(k, o, where, &sub);
+        if (!k->running && k->life)
+            say(k, where, "server_restart while the server is not running (use server_start)");
+        k->running = 1;
+    }
+    buf_cleanup(&sub);
+}
+
+static void check_workspace_files(struct chk *k, const cJSON *o, const char *where)
+{
+    static const char *const fkeys[] = {"text", "hex", "from", NULL};
+    const cJSON *f;
+    struct buf sub;
+    int n = 0;
+
+    if (k->running && k->life)
+        say(k, where, "workspace_files while the server runs (server_stop it first)");
+    buf_init(&sub, 64 * 1024);
+    cJSON_ArrayForEach(f, o)
+    {
+        const char *w = at(&sub, where, f->string);
+        const char *hex = fixture_str(f, "hex"), *from = fixture_str(f, "from");
+        int kinds = 0;
+
+        n++;
+        if (!life_path_ok(f->string, 0))
+            say(k, w,
+                "\"%s\" must be a relative path inside the workspace (no leading /, no . or .. "
+                "component, no glob characters)",
+                f->string);
+        if (!cJSON_IsObject(f)) {
+            say(k, w, "a file must be {\"text\": ...}, {\"hex\": ...} or {\"from\": ...}");
+            continue;
+        }
+        only_keys(k, f, w, fkeys, "workspace file");
+        kinds += cJSON_GetObjectItemCaseSensitive(f, "text") != NULL;
+        kinds += cJSON_GetObjectItemCaseSensitive(f, "hex") != NULL;
+        kinds += cJSON_GetObjectItemCaseSensitive(f, "from") != NULL;
+        if (kinds != 1)
+            say(k, w, "a file needs exactly one of text, hex, from");
+        if (cJSON_GetObjectItemCaseSensitive(f, "text") && !fixture_str(f, "text"))
+            say(k, w, "text must be a string");
+        if (cJSON_GetObjectItemCaseSensitive(f, "hex") &&
+            (!hex || strlen(hex) % 2 || strspn(hex, "0123456789abcdefABCDEF") != strlen(hex)))
+            say(k, w, "hex must be pairs of hex digits");
+        if (cJSON_GetObjectItemCaseSensitive(f, "from") && !(from && life_path_ok(from, 0)))
+            say(k, w,
+                "from must be a path relative to the spec directory "
+                "(e.g. \"workspaces/NAME/FILE\"), without . or .. components");
+    }
+    if (!cJSON_IsObject(o) || n < 1 || n > LIFE_MAX_FILES)
+        say(k, where, "workspace_files must be an object of 1..%d path -> file entries",
+            LIFE_MAX_FILES);
+    buf_cleanup(&sub);
+}
+
+static void check_workspace_expect(struct chk *k, const cJSON *o, const char *where)
+{
+    static const char *const keys[] = {
+        "path", "exists", "contains", "not_contains", "size", "size_min", "size_max", "json", NULL};
+    const char *const *c;
+    const cJSON *v;
+    struct buf sub;
+
+    if (!cJSON_IsObject(o)) {
+        say(k, where, "workspace_expect must be an object");
+        return;
+    }
+    buf_init(&sub, 64 * 1024);
+    only_keys(k, o, where, keys, "workspace_expect");
+    if (!life_path_ok(fixture_str(o, "path"), 1))
+        say(k, at(&sub, where, "path"),
+            "path must be a relative path inside the workspace (glob characters allowed; no "
+            "leading /, no . or .. component)");
+    v = cJSON_GetObjectItemCaseSensitive(o, "exists");
+    if (v && !cJSON_IsBool(v))
+        say(k, at(&sub, where, "exists"), "exists must be a boolean");
+    for (c = keys + 2; *c; c++) {
+        v = cJSON_GetObjectItemCaseSensitive(o, *c);
+        if (!v)
+            continue;
+        if (cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(o, "exists")))
+            say(k, at(&sub, where, *c), "%s makes no sense with \"exists\": false", *c);
+        if ((!strcmp(*c, "contains") || !strcmp(*c, "not_contains")) &&
+            !(cJSON_IsString(v) && v->valuestring[0]))
+            say(k, at(&sub, where, *c), "%s must be a non-empty string", *c);
+    }
+    check_int_member(k, o, "size", 0, 1e15, where, &sub);
+    check_int_member(k, o, "size_min", 0, 1e15, where, &sub);
+    check_int_member(k, o, "size_max", 0, 1e15, where, &sub);
+    v = cJSON_GetObjectItemCaseSensitive(o, "json");
+    if (v)
+        check_pattern(k, v, at(&sub, where, "json"));
+    buf_cleanup(&sub);
+}
+
+static void check_life_step(struct chk *k, const char *kind, const cJSON *o, const char *where)
+{
+    if (!k->life)
+        say(k, where, "%s is a lifecycle step: the case must list \"lifecycle\" in requires", kind);
+    if (!strcmp(kind, "workspace_files")) {
+        check_workspace_files(k, o, where);
+    } else if (!strcmp(kind, "workspace_expect")) {
+        check_workspace_expect(k, o, where);
+    } else if (!cJSON_IsObject(o)) {
+        say(k, where, "%s must be an object", kind);
+    } else {
+        check_server_step(k, kind, o, where);
+    }
+}
+
 static void check_step(struct chk *k, const cJSON *st, const char *where, int nested)
 {
-    static const char *const kinds[] = {
-        "request",    "parallel",        "repeat",    "sleep_ms",       "vectors",  "sse_open",
-        "sse_expect", "sse_expect_none", "sse_check", "sse_expect_end", "sse_close"};
+    static const char *const kinds[] = {"request",
+                                        "parallel",
+                                        "repeat",
+                                        "sleep_ms",
+                                        "vectors",
+                                        "sse_open",
+                                        "sse_expect",
+                                        "sse_expect_none",
+                                        "sse_check",
+                                        "sse_expect_end",
+                                        "sse_close",
+                                        "server_start",
+                                        "server_start_second",
+                                        "server_stop",
+                                        "server_restart",
+                                        "workspace_files",
+                                        "workspace_expect"};
     static const char *const req_keys[] = {"name",    "description", "request",    "expect",
                                            "capture", "client",      "timeout_ms", NULL};
     static const char *const par_keys[] = {"name", "description", "parallel", NULL};
@@ -690,12 +883,20 @@ static void check_step(struct chk *k, const cJSON *st, const char *where, int ne
         say(k, where,
             "unknown step kind: a step needs exactly one of request, parallel, repeat, "
             "sleep_ms, vectors, sse_open, sse_expect, sse_expect_none, sse_check, "
-            "sse_expect_end, sse_close (keys:%s)",
+            "sse_expect_end, sse_close, server_start, server_start_second, server_stop, "
+            "server_restart, workspace_files, workspace_expect (keys:%s)",
             names.data ? names.data : "");
         buf_cleanup(&names);
         return;
     }
     buf_init(&sub, 64 * 1024);
+    if (!nested && k->life && !k->running &&
+        (!strcmp(kind, "request") || !strcmp(kind, "parallel") || !strcmp(kind, "repeat") ||
+         !strcmp(kind, "vectors") || !strcmp(kind, "sse_open")))
+        say(k, where,
+            "%s while the server is not running (a lifecycle case starts with the server "
+            "stopped: add a server_start step)",
+            kind);
     v = cJSON_GetObjectItemCaseSensitive(st, "name");
     if (v && !cJSON_IsString(v))
         say(k, at(&sub, where, "name"), "name must be a string");
@@ -724,6 +925,11 @@ static void check_step(struct chk *k, const cJSON *st, const char *where, int ne
 
         only_keys(k, st, where, sse_keys, "stream step");
         check_sse(k, kind, cJSON_GetObjectItemCaseSensitive(st, kind), at(&sub, where, kind));
+    } else if (strcmp(kind, "vectors")) {
+        const char *const life_keys[] = {"name", "description", kind, NULL};
+
+        only_keys(k, st, where, life_keys, "lifecycle step");
+        check_life_step(k, kind, cJSON_GetObjectItemCaseSensitive(st, kind), at(&sub, where, kind));
     } else {
         only_keys(k, st, where, vec_keys, "vectors step");
         v = cJSON_GetObjectItemCaseSensitive(st, "vectors");
@@ -827,7 +1033,10 @@ int fixture_check(const cJSON *c, const char *file, int allow_selftest, struct b
     {
         if (!cJSON_IsString(e) || !e->valuestring[0])
             say(&k, "/requires", "requires entries must be non-empty strings");
+        else if (!strcmp(e->valuestring, FIXTURE_LIFECYCLE))
+            k.life = 1;
     }
+    k.running = !k.life;
     v = cJSON_GetObjectItemCaseSensitive(c, "vars");
     if (v && !cJSON_IsObject(v))
         say(&k, "/vars", "vars must be an object");
@@ -892,6 +1101,18 @@ int fixture_uses_vectors(const cJSON *c)
     cJSON_ArrayForEach(st, cJSON_GetObjectItemCaseSensitive(c, "steps"))
     {
         if (cJSON_GetObjectItemCaseSensitive(st, "vectors"))
+            return 1;
+    }
+    return 0;
+}
+
+int fixture_is_lifecycle(const cJSON *c)
+{
+    const cJSON *r;
+
+    cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(c, "requires"))
+    {
+        if (cJSON_IsString(r) && !strcmp(r->valuestring, FIXTURE_LIFECYCLE))
             return 1;
     }
     return 0;

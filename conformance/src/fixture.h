@@ -52,6 +52,15 @@
 #define FIXTURE_MAX_REPEAT_BYTES (1024 * 1024) /* a vector's input_repeat expansion */
 #endif
 
+/*
+ * The feature a case lists in `requires` to use lifecycle steps.  It is not
+ * announced by servers: the runner provides it in --server mode only.
+ */
+#define FIXTURE_LIFECYCLE "lifecycle"
+
+/* fixture_is_lifecycle - 1 when the case requires FIXTURE_LIFECYCLE. */
+int fixture_is_lifecycle(const cJSON *c);
+
 /* One loaded case. */
 struct fixture {
     char *file;  /* path of the file; owned */

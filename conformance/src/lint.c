@@ -17,6 +17,7 @@
 #include <strings.h>
 
 #include "fixture.h"
+#include "lifecycle.h"
 #include "match.h"
 #include "util.h"
 #include "vars.h"
@@ -590,6 +591,8 @@ static void semantics(struct sem *m, const cJSON *fx, const char *stem)
             m->in_parallel = 0;
         } else if ((p = cJSON_GetObjectItemCaseSensitive(st, "repeat")) != NULL) {
             sem_request_step(m, vars, cJSON_GetObjectItemCaseSensitive(p, "step"));
+        } else if (life_step_kind(st)) {
+            refs(m, cJSON_GetObjectItemCaseSensitive(st, life_step_kind(st)));
         } else {
             sem_stream_step(m, st);
         }

@@ -5,22 +5,33 @@
  * Exit codes (contract §8): 0 every selected case passed (XFAIL allowed);
  * 1 a failure or an unexpected pass of an --expect-fail case; 2 usage or
  * fixture error, always detected before any request is sent; 3 the server
- * is unreachable or /health is unusable.
+ * is unreachable or /health is unusable (with --server: the server did not
+ * start).
+ *
+ * With --server CMD the runner starts the servers itself (lifecycle.h): one
+ * shared server on a scratch copy of <spec>/workspace for the ordinary
+ * cases, and a fresh workspace, port and server per lifecycle case.
  */
 #include <errno.h>
 #include <fnmatch.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
 #include "http.h"
+#include "lifecycle.h"
 #include "lint.h"
 #include "report.h"
 #include "run.h"
+#include "server.h"
 #include "util.h"
 #include "vars.h"
 
@@ -34,6 +45,7 @@
 
 struct opts {
     const char *url;
+    const char *server; /* --server command template, or NULL */
     const char *spec;
     const char *schema;
     struct globlist filters;
@@ -52,9 +64,14 @@ struct opts {
 static void usage(FILE *f)
 {
     fputs("usage: labelsync-check --url URL [options]\n"
+          "       labelsync-check --server 'CMD {workspace} {port} {args}' [options]\n"
           "       labelsync-check --list | --lint [--spec DIR]\n"
           "\n"
           "  --url URL            base URL of the server under test (http://127.0.0.1:PORT)\n"
+          "  --server CMD         start the server with /bin/sh -c CMD on a scratch copy of\n"
+          "                       DIR/workspace: {workspace} and {port} are replaced (do\n"
+          "                       not quote them), {args} by a step's args; enables the\n"
+          "                       lifecycle cases (restart, kill -9, prepared workspaces)\n"
           "  --spec DIR           spec directory holding cases/ and vectors/ (default: spec)\n"
           "  --filter GLOB        run only cases whose id matches (fnmatch; repeatable)\n"
           "  --list               print id, level, spec sections, requires, title; no server\n"
@@ -105,8 +122,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->lint = 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
-        } else if (!strcmp(a, "--url") || !strcmp(a, "--spec") || !strcmp(a, "--filter") ||
-                   !strcmp(a, "--level") || !strcmp(a, "--report-json") ||
+        } else if (!strcmp(a, "--url") || !strcmp(a, "--server") || !strcmp(a, "--spec") ||
+                   !strcmp(a, "--filter") || !strcmp(a, "--level") || !strcmp(a, "--report-json") ||
                    !strcmp(a, "--report-junit") || !strcmp(a, "--timeout-scale") ||
                    !strcmp(a, "--expect-fail") || !strcmp(a, "--origin") ||
                    !strcmp(a, "--schema") || !strcmp(a, "--features")) {
@@ -117,6 +134,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
             v = argv[++i];
             if (!strcmp(a, "--url")) {
                 o->url = v;
+            } else if (!strcmp(a, "--server")) {
+                o->server = v;
             } else if (!strcmp(a, "--spec")) {
                 o->spec = v;
             } else if (!strcmp(a, "--schema")) {
@@ -169,8 +188,21 @@ static int parse_args(int argc, char **argv, struct opts *o)
         }
     }
     if (!o->list && !o->lint) {
+        const char *why;
+
+        if (o->url && o->server) {
+            fprintf(stderr, "labelsync-check: --url and --server are mutually exclusive\n");
+            return EXIT_USAGE;
+        }
+        if (o->server) {
+            if ((why = server_cmd_check(o->server)) != NULL) {
+                fprintf(stderr, "labelsync-check: %s\n", why);
+                return EXIT_USAGE;
+            }
+            return -1;
+        }
         if (!o->url) {
-            fprintf(stderr, "labelsync-check: --url is required\n");
+            fprintf(stderr, "labelsync-check: --url is required (or --server)\n");
             usage(stderr);
             return EXIT_USAGE;
         }
@@ -335,19 +367,26 @@ static int override_features(const char *list, cJSON **features)
     return 0;
 }
 
-/* The first `requires` name missing from features, or NULL. */
-static const char *missing_feature(const cJSON *fx, const cJSON *features)
+/*
+ * The first `requires` name missing from features, or NULL.  "lifecycle"
+ * is never a server's feature: only --server mode (server_mode) provides it,
+ * whatever --features says.
+ */
+static const char *missing_feature(const cJSON *fx, const cJSON *features, int server_mode)
 {
     const cJSON *r, *f;
-
-    if (cJSON_GetArraySize(features) == 1 && cJSON_IsString(features->child) &&
-        !strcmp(features->child->valuestring, "*"))
-        return NULL;
+    int all = cJSON_GetArraySize(features) == 1 && cJSON_IsString(features->child) &&
+              !strcmp(features->child->valuestring, "*");
 
     cJSON_ArrayForEach(r, cJSON_GetObjectItemCaseSensitive(fx, "requires"))
     {
-        int have = 0;
+        int have = all;
 
+        if (!strcmp(r->valuestring, FIXTURE_LIFECYCLE)) {
+            if (!server_mode)
+                return r->valuestring;
+            continue;
+        }
         cJSON_ArrayForEach(f, features)
         {
             if (cJSON_IsString(f) && !strcmp(f->valuestring, r->valuestring))
@@ -378,6 +417,103 @@ static char *msg_dup(const char *fmt, ...)
     return buf_take(&b, NULL);
 }
 
+/* ------------------------------------------------------------------ --server */
+
+extern char **environ;
+
+/* The run's scratch directory, for the signal handler (which must not allocate). */
+static char rundir_path[PATH_MAX];
+
+/*
+ * SIGINT/SIGTERM/SIGHUP/SIGPIPE during a --server run: kill every server group,
+ * remove the scratch directory (fork + exec rm: async-signal-safe), then die
+ * of the same signal.
+ */
+static void on_fatal_signal(int sig)
+{
+    static char rm[] = "/bin/rm", rf[] = "-rf", dd[] = "--";
+    char *argv[5];
+    pid_t pid;
+
+    server_emergency_kill();
+    if (rundir_path[0]) {
+        argv[0] = rm;
+        argv[1] = rf;
+        argv[2] = dd;
+        argv[3] = rundir_path;
+        argv[4] = NULL;
+        pid = fork();
+        if (pid == 0) {
+            execve(rm, argv, environ);
+            _exit(127);
+        }
+        if (pid > 0)
+            (void)waitpid(pid, NULL, 0);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_fatal_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    /* `labelsync-check ... | head` must not leave servers behind either.  libcurl never
+     * raises SIGPIPE itself (MSG_NOSIGNAL), so this is a closed stdout or stderr. */
+    sigaction(SIGPIPE, &sa, NULL);
+}
+
+/* The run's scratch directory under $TMPDIR (or /tmp).  0 or -errno. */
+static int make_rundir(void)
+{
+    const char *t = getenv("TMPDIR");
+    int n;
+
+    if (!t || !*t || strlen(t) > PATH_MAX - 64)
+        t = "/tmp";
+    n = snprintf(rundir_path, sizeof(rundir_path), "%s/lsc-run.XXXXXX", t);
+    if (n < 0 || (size_t)n >= sizeof(rundir_path))
+        return -ENAMETOOLONG;
+    if (!mkdtemp(rundir_path)) {
+        int e = -errno;
+
+        rundir_path[0] = '\0';
+        return e;
+    }
+    return 0;
+}
+
+/* Print why a server could not start, with the end of its stderr, to stderr. */
+static void print_server_problem(struct life *l, const char *what, const struct buf *why)
+{
+    struct buf d;
+
+    buf_init(&d, 64 * 1024);
+    life_describe(l, &d);
+    fprintf(stderr, "labelsync-check: %s:\n%s%s", what, why->data ? why->data : "",
+            d.data ? d.data : "");
+    buf_cleanup(&d);
+}
+
+static int has_dir(const char *spec, const char *sub)
+{
+    struct buf p;
+    struct stat st;
+    int yes;
+
+    buf_init(&p, PATH_MAX);
+    yes = buf_appendf(&p, "%s/%s", spec, sub) == 0 && stat(p.data, &st) == 0 && S_ISDIR(st.st_mode);
+    buf_cleanup(&p);
+    return yes;
+}
+
 int main(int argc, char **argv)
 {
     struct opts o;
@@ -387,13 +523,16 @@ int main(int argc, char **argv)
     struct report_entry *ent = NULL;
     struct report_meta meta;
     struct run_opts ro;
+    struct life_cfg lcfg;
+    struct life *shared = NULL, *lcase = NULL;
     cJSON *features = NULL, *vectors = NULL;
     char run_id[64], *url = NULL;
     size_t i, n = 0;
     double t0;
-    int rc, code = EXIT_USAGE, need_vectors = 0;
+    int rc, code = EXIT_USAGE, need_vectors = 0, need_shared = 0;
 
     memset(&o, 0, sizeof(o));
+    memset(&lcfg, 0, sizeof(lcfg));
     globlist_init(&o.filters);
     globlist_init(&xf);
     fixture_set_init(&fs);
@@ -431,10 +570,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "labelsync-check: %s: %s\n", o.expect_fail, ls_strerror(rc));
         goto out;
     }
-    for (i = 0; i < fs.n; i++)
-        if (level_rank(fixture_str(fs.f[i].json, "level")) <= o.level &&
-            fixture_uses_vectors(fs.f[i].json))
+    for (i = 0; i < fs.n; i++) {
+        const cJSON *fx = fs.f[i].json;
+
+        if (level_rank(fixture_str(fx, "level")) > o.level)
+            continue;
+        if (fixture_uses_vectors(fx))
             need_vectors = 1;
+        if (!fixture_is_lifecycle(fx) && !fixture_str(fx, "disabled"))
+            need_shared = 1;
+    }
     if (need_vectors) {
         vectors = fixture_load_vectors(o.spec, &err);
         if (!vectors) {
@@ -443,11 +588,52 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    /* 2. The server must answer /health; its features decide which cases apply. */
-    url = strdup(o.url);
-    if (!url || http_global_init() != 0) {
+    if (o.server && !has_dir(o.spec, "workspace")) {
+        fprintf(stderr, "labelsync-check: --server needs the workspace %s/workspace\n", o.spec);
+        goto out;
+    }
+    if (http_global_init() != 0) {
         fprintf(stderr, "labelsync-check: initialisation failed\n");
         goto out;
+    }
+    /* 2. With --server: a scratch directory and the shared server. */
+    if (o.server) {
+        struct buf why;
+
+        rc = make_rundir();
+        if (rc) {
+            fprintf(stderr, "labelsync-check: cannot create a scratch directory: %s\n",
+                    ls_strerror(rc));
+            goto out_curl;
+        }
+        catch_fatal_signals();
+        server_global_init();
+        lcfg.cmd = o.server;
+        lcfg.spec = o.spec;
+        lcfg.rundir = rundir_path;
+        lcfg.scale = o.scale;
+        lcfg.verbose = o.verbose;
+        buf_init(&why, 64 * 1024);
+        shared = life_new(&lcfg, "shared", &why);
+        if (!shared || life_prepare(shared, &why) != 0) {
+            fprintf(stderr, "labelsync-check: %s\n", why.data ? why.data : "out of memory");
+            buf_cleanup(&why);
+            goto out_curl;
+        }
+        if (life_start(shared, "", LIFE_READY_MS, &why) != 0) {
+            print_server_problem(shared, "the server did not start", &why);
+            buf_cleanup(&why);
+            code = EXIT_UNREACHABLE;
+            goto out_curl;
+        }
+        buf_cleanup(&why);
+        o.url = life_url(shared);
+    }
+    /* 3. The server must answer /health; its features decide which cases apply. */
+    url = strdup(o.url);
+    if (!url) {
+        fprintf(stderr, "labelsync-check: out of memory\n");
+        goto out_curl;
     }
     while (strlen(url) > 8 && url[strlen(url) - 1] == '/')
         url[strlen(url) - 1] = '\0';
@@ -461,16 +647,26 @@ int main(int argc, char **argv)
         code = EXIT_USAGE;
         goto out_curl;
     }
+    if (o.server)
+        cJSON_AddItemToArray(features, cJSON_CreateString(FIXTURE_LIFECYCLE));
     {
         char *ftxt = cJSON_PrintUnformatted(features);
 
-        printf("labelsync-check %s: %s, run %s, features %s\n", LSC_VERSION, o.url, run_id,
-               ftxt ? ftxt : "[]");
+        printf("labelsync-check %s: %s%s, run %s, features %s\n", LSC_VERSION,
+               o.server ? "--server, shared server " : "", o.url, run_id, ftxt ? ftxt : "[]");
         free(ftxt);
     }
-    /* 3. Run. */
+    if (shared && !need_shared) {
+        /* Only lifecycle cases: the shared server was needed for /health alone. */
+        struct buf why;
+
+        buf_init(&why, 64 * 1024);
+        if (life_finish(shared, &why))
+            print_server_problem(shared, "warning: the shared server did not stop cleanly", &why);
+        buf_cleanup(&why);
+    }
+    /* 4. Run. */
     memset(&ro, 0, sizeof(ro));
-    ro.url = o.url;
     ro.origin = o.origin;
     ro.run_id = run_id;
     ro.scale = o.scale;
@@ -487,19 +683,45 @@ int main(int argc, char **argv)
         const cJSON *fx = fs.f[i].json;
         struct report_entry *e = &ent[n];
         const char *dis = fixture_str(fx, "disabled"), *miss;
-        int listed = globlist_match(&xf, fs.f[i].id) >= 0;
+        int listed = globlist_match(&xf, fs.f[i].id) >= 0, life = fixture_is_lifecycle(fx);
 
         if (level_rank(fixture_str(fx, "level")) > o.level)
             continue;
         n++;
         e->f = &fs.f[i];
-        miss = missing_feature(fx, features);
+        miss = missing_feature(fx, features, o.server != NULL);
+        ro.url = o.url;
+        ro.life = NULL;
         if (dis) {
             e->r.status = CASE_SKIP;
             e->r.message = msg_dup("disabled: %s", dis);
+        } else if (miss && !strcmp(miss, FIXTURE_LIFECYCLE)) {
+            e->r.status = CASE_SKIP;
+            e->r.message = msg_dup("%s", "lifecycle cases need --server");
         } else if (miss) {
             e->r.status = CASE_SKIP;
             e->r.message = msg_dup("server lacks feature '%s'", miss);
+        } else if (life) {
+            /* A fresh workspace, port and server state for every lifecycle case. */
+            struct buf why;
+
+            buf_init(&why, 64 * 1024);
+            if (!lcase)
+                lcase = life_new(&lcfg, "case", &why);
+            if (!lcase || life_prepare(lcase, &why) != 0) {
+                e->r.status = CASE_FAIL;
+                e->r.message = msg_dup("  cannot prepare the case: %s\n",
+                                       why.data ? why.data : "out of memory");
+            } else {
+                ro.url = life_url(lcase);
+                ro.life = lcase;
+                if (run_case(&ro, fx, &e->r) != 0) {
+                    e->r.status = CASE_FAIL;
+                    if (!e->r.message)
+                        e->r.message = msg_dup("%s", "  the runner ran out of memory");
+                }
+            }
+            buf_cleanup(&why);
         } else if (run_case(&ro, fx, &e->r) != 0) {
             e->r.status = CASE_FAIL;
             if (!e->r.message)
@@ -538,6 +760,30 @@ int main(int argc, char **argv)
             break;
         }
         fflush(stdout);
+        if (shared && !life && !dis && !miss && !life_alive(shared)) {
+            /* The shared server died during this case: say so, and start it again. */
+            struct buf why;
+
+            buf_init(&why, 64 * 1024);
+            util_note(&why, "    it exited during %s; starting it again\n", fs.f[i].id);
+            print_server_problem(shared, "the server exited", &why);
+            buf_reset(&why);
+            if (life_start(shared, "", LIFE_READY_MS, &why) != 0) {
+                print_server_problem(shared, "the server did not start again", &why);
+                buf_cleanup(&why);
+                code = EXIT_UNREACHABLE;
+                goto out_curl;
+            }
+            buf_cleanup(&why);
+        }
+    }
+    if (shared && need_shared) {
+        struct buf why;
+
+        buf_init(&why, 64 * 1024);
+        if (life_finish(shared, &why))
+            print_server_problem(shared, "warning: the shared server did not stop cleanly", &why);
+        buf_cleanup(&why);
     }
     /* A pattern that matches no selected case is probably stale or misspelt. */
     for (i = 0; i < xf.n; i++) {
@@ -567,6 +813,15 @@ int main(int argc, char **argv)
         code = EXIT_USAGE;
     }
 out_curl:
+    life_free(lcase);
+    life_free(shared);
+    if (rundir_path[0]) {
+        rc = tree_remove(rundir_path);
+        if (rc)
+            fprintf(stderr, "labelsync-check: warning: cannot remove %s: %s\n", rundir_path,
+                    ls_strerror(rc));
+        rundir_path[0] = '\0';
+    }
     http_global_cleanup();
 out:
     for (i = 0; ent && i < n; i++)

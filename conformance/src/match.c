@@ -184,6 +184,53 @@ static void mismatch(struct match_ctx *m, const char *ptr, const cJSON *expected
     (void)rc;
 }
 
+/*
+ * Where do a and b (not equal) first differ?  Appends the pointer below ptr
+ * (which holds the pointer of a and b) and sets *da / *db to the values
+ * there (NULL = missing), so a $var mismatch names the member that differs
+ * instead of quoting two long documents.  Returns 0 or a buf error.
+ */
+static int first_diff(const cJSON *a, const cJSON *b, struct buf *ptr, const cJSON **da,
+                      const cJSON **db, int depth)
+{
+    const cJSON *c, *o;
+    int i = 0, rc;
+
+    *da = a;
+    *db = b;
+    if (depth > 64 || !a || !b)
+        return 0;
+    if (cJSON_IsObject(a) && cJSON_IsObject(b)) {
+        cJSON_ArrayForEach(c, a)
+        {
+            o = cJSON_GetObjectItemCaseSensitive(b, c->string);
+            if (o && json_equal(c, o))
+                continue;
+            rc = json_pointer_push(ptr, c->string);
+            return rc ? rc : first_diff(c, o, ptr, da, db, depth + 1);
+        }
+        cJSON_ArrayForEach(c, b)
+        {
+            if (cJSON_GetObjectItemCaseSensitive(a, c->string))
+                continue;
+            *da = NULL;
+            *db = c;
+            return json_pointer_push(ptr, c->string);
+        }
+        return 0;
+    }
+    if (cJSON_IsArray(a) && cJSON_IsArray(b)) {
+        for (c = a->child, o = b->child; c || o;
+             c = c ? c->next : NULL, o = o ? o->next : NULL, i++) {
+            if (c && o && json_equal(c, o))
+                continue;
+            rc = buf_appendf(ptr, "/%d", i);
+            return rc ? rc : first_diff(c, o, ptr, da, db, depth + 1);
+        }
+    }
+    return 0;
+}
+
 static int match_in(struct match_ctx *m, const cJSON *exp, const cJSON *act, const char *ptr,
                     int exact);
 
@@ -301,8 +348,24 @@ static int match_matcher(struct match_ctx *m, const char *name, const cJSON *arg
             return 0;
         }
         ok = json_equal(val, act);
-        if (!ok)
-            mismatch(m, ptr, val, act, "differs from the variable");
+        if (!ok) {
+            const cJSON *dv, *da;
+            struct buf where;
+
+            buf_init(&where, 64 * 1024);
+            if (buf_appends(&where, ptr) == 0 && first_diff(val, act, &where, &dv, &da, 0) == 0 &&
+                (dv != val || da != act)) {
+                struct buf why;
+
+                buf_init(&why, 1024);
+                util_note(&why, "differs from $var %s here", arg->valuestring);
+                mismatch(m, where.data, dv, da, why.data);
+                buf_cleanup(&why);
+            } else {
+                mismatch(m, ptr, val, act, "differs from the variable");
+            }
+            buf_cleanup(&where);
+        }
         cJSON_Delete(val);
         return ok;
     }

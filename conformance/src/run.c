@@ -15,6 +15,7 @@
 
 #include "fixture.h"
 #include "http.h"
+#include "lifecycle.h"
 #include "match.h"
 #include "stream.h"
 #include "util.h"
@@ -1356,6 +1357,10 @@ static int run_step(struct rctx *x, const cJSON *st, int idx, int total)
         ok = 1;
     } else if (cJSON_GetObjectItemCaseSensitive(st, "vectors")) {
         ok = step_vectors(x, st);
+    } else if (life_step_kind(st)) {
+        ok = x->o->life ? life_step(x->o->life, x->vars, st, x->msg) : 0;
+        if (!x->o->life)
+            util_note(x->msg, "%s", "    lifecycle steps need --server\n");
     } else {
         ok = step_sse(x, st);
     }
@@ -1365,6 +1370,8 @@ static int run_step(struct rctx *x, const cJSON *st, int idx, int total)
     if (!ok) {
         step_label(x, idx, total, st);
         util_note_n(x->msg, detail.data ? detail.data : "", detail.len);
+        if (x->o->life)
+            life_describe(x->o->life, x->msg);
     }
     buf_cleanup(&detail);
     return ok;
@@ -1420,6 +1427,19 @@ int run_case(const struct run_opts *o, const cJSON *fx, struct case_result *res)
 out:
     /* Streams first: their transfers use the clients' share handles. */
     streams_free(x.streams);
+    if (o->life) {
+        /* The server stops at the end of every lifecycle case; it must stop cleanly. */
+        struct buf why;
+
+        buf_init(&why, RUN_MAX_MESSAGE);
+        if (life_finish(o->life, &why) && ok && !rc) {
+            util_note(&msg, "%s", "  after the last step:\n");
+            util_note_n(&msg, why.data ? why.data : "", why.len);
+            life_describe(o->life, &msg);
+            ok = 0;
+        }
+        buf_cleanup(&why);
+    }
     res->status = ok && !rc ? CASE_PASS : CASE_FAIL;
     res->duration_ms = util_now_ms() - t0;
     res->message = msg.len ? buf_take(&msg, NULL) : NULL;

@@ -7,8 +7,11 @@
  * reproduces the failing request.  Event streams (sse_* steps, see
  * stream.h) stay open across steps and are closed when the case ends; a
  * stream violation (ids not strictly increasing, a parser cap) fails the
- * step during or after which it was seen.  Feature gating, `disabled` and
- * expect-fail bookkeeping are the caller's job.  Not thread-safe.
+ * step during or after which it was seen.  Lifecycle steps (lifecycle.h)
+ * act on o->life; a failing step of such a case also quotes the server's
+ * state and stderr, and the case ends by stopping the server (a server
+ * that does not stop cleanly fails the case).  Feature gating, `disabled`
+ * and expect-fail bookkeeping are the caller's job.  Not thread-safe.
  */
 #ifndef LSC_RUN_H
 #define LSC_RUN_H
@@ -16,6 +19,8 @@
 #include <cJSON.h>
 
 #include "buf.h"
+
+struct life;
 
 #ifndef RUN_DEFAULT_TIMEOUT_MS
 #define RUN_DEFAULT_TIMEOUT_MS 10000 /* per request, before --timeout-scale */
@@ -41,6 +46,7 @@ struct run_opts {
     double scale;         /* --timeout-scale */
     int verbose;          /* print a wire trace of every request */
     const cJSON *vectors; /* parsed spec/vectors/canon.json, or NULL if no case needs it */
+    struct life *life;    /* --server slot of a lifecycle case (lifecycle steps), or NULL */
 };
 
 enum case_status { CASE_PASS, CASE_FAIL, CASE_SKIP, CASE_XFAIL, CASE_XPASS };
