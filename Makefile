@@ -70,6 +70,7 @@ FAKE_BIN := $(patsubst conformance/selftest/%.c,$(B)/selftest/%,$(FAKE_SRC))
 
 .PHONY: all help run check test unit selftest conformance spec-lint asan valgrind deps bench \
         install uninstall format check-format lint clean distclean build
+.PHONY: fuzz fuzz-toolchain fuzz-build fuzz-run fuzz-merge fuzz-replay fuzz-short fuzz-seeds
 
 all: deps-quiet
 	$(Q)$(MAKE) --no-print-directory FLAVOR=release build
@@ -86,6 +87,11 @@ help:
 	@echo "make valgrind    unit tests and a conformance run of the server under valgrind"
 	@echo "make bench       HTTP load benchmark (BENCH_ARGS='--seconds 5'); see docs/benchmarks.md"
 	@echo "make deps        install the Debian packages the project needs (as root)"
+	@echo "make fuzz        libFuzzer targets with ASan+UBSan (clang) in build/fuzz/; see fuzz/README.md"
+	@echo "make fuzz-run T=canon SECS=60   fuzz one target into fuzz/scratch/ (corpus read-only)"
+	@echo "make fuzz-merge T=canon         add fuzz/scratch/T inputs with new coverage to fuzz/corpus/T"
+	@echo "make fuzz-replay [FLAVOR=asan]  replay every fuzz/corpus file (no clang needed)"
+	@echo "make fuzz-short  every libFuzzer target for FUZZ_SECS (10) seconds on its corpus"
 	@echo "make install     install binaries to \$$DESTDIR\$$PREFIX/bin (PREFIX=$(PREFIX))"
 	@echo "make format | check-format | lint | clean"
 
@@ -158,6 +164,156 @@ $(B)/selftest/%: $(B)/obj/conformance/selftest/%.o $(B)/obj/impl/src/buf.o $(B)/
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) -o $@
 
+# ---------------------------------------------------------------------------
+# Fuzz targets (fuzz/README.md, docs/fuzzing.md)
+#
+# Each fuzz/fuzz_<t>.c is built twice: linked with fuzz/standalone.c by the
+# flavor's compiler into $(B)/fuzz/replay_<t> (part of `build`, so make check,
+# asan and valgrind replay the corpora without clang), and with libFuzzer into
+# build/fuzz/fuzz_<t> (make fuzz).  sse.c and wal.c get their own copies with
+# small caps for their targets, so short inputs reach the over-the-cap paths;
+# the target files see the same caps.
+
+FUZZ_TARGETS := canon patch wal_replay sse headers request
+FUZZ_SSE_CAPS := -DSSE_MAX_LINE=256 -DSSE_MAX_DATA=1024
+FUZZ_WAL_CAPS := -DWAL_MAX_LINE=2048 -DWAL_MAX_SNAPSHOT=16384
+FUZZ_LIB_SRC := $(filter-out impl/src/main.c,$(SERVER_SRC))
+FUZZ_REPLAY_BIN := $(patsubst %,$(B)/fuzz/replay_%,$(FUZZ_TARGETS))
+
+# $(call fuzz_deps,OBJDIR,TARGET): what a target links besides itself and its main.
+fuzz_lib = $(patsubst %.c,$(1)/obj/%.o,$(FUZZ_LIB_SRC))
+fuzz_deps = $(if $(filter sse,$(2)),$(1)/obj/fuzz/sse_capped.o $(1)/obj/impl/src/buf.o \
+              $(1)/obj/impl/src/err.o,$(if $(filter wal_replay,$(2)),$(filter-out \
+              %/impl/src/wal.o,$(call fuzz_lib,$(1))) $(1)/obj/fuzz/wal_capped.o,$(call \
+              fuzz_lib,$(1))))
+
+build: $(FUZZ_REPLAY_BIN)
+
+$(B)/obj/fuzz/sse_capped.o: conformance/src/sse.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (fuzz caps)"
+	$(Q)$(CC) $(CFLAGS_ALL) -Wconversion -Iconformance/src $(FUZZ_SSE_CAPS) -c $< -o $@
+
+$(B)/obj/fuzz/fuzz_sse.o: fuzz/fuzz_sse.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) -Iconformance/src $(FUZZ_SSE_CAPS) -c $< -o $@
+
+$(B)/obj/fuzz/wal_capped.o: impl/src/wal.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (fuzz caps)"
+	$(Q)$(CC) $(CFLAGS_ALL) $(FUZZ_WAL_CAPS) -c $< -o $@
+
+$(B)/obj/fuzz/fuzz_wal_replay.o: fuzz/fuzz_wal_replay.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CFLAGS_ALL) $(FUZZ_WAL_CAPS) -c $< -o $@
+
+define FUZZ_REPLAY_RULE
+$(B)/fuzz/replay_$(1): $(B)/obj/fuzz/fuzz_$(1).o $(B)/obj/fuzz/standalone.o $(call fuzz_deps,$(B),$(1))
+	@mkdir -p $$(dir $$@)
+	@echo "  LD      $$@"
+	$$(Q)$$(CC) $$(LDFLAGS_ALL) $$^ $$(LDLIBS_ALL) -o $$@
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_REPLAY_RULE,$(t))))
+
+# libFuzzer.  OSS-Fuzz style: CC (when it is a clang), CFLAGS and
+# LIB_FUZZING_ENGINE from the environment are honoured; when
+# LIB_FUZZING_ENGINE comes from outside, so do the sanitizers (in CFLAGS).
+FZ := build/fuzz
+FUZZ_CC ?= $(if $(findstring clang,$(CC)),$(CC),clang)
+ifeq ($(origin LIB_FUZZING_ENGINE),undefined)
+  LIB_FUZZING_ENGINE := -fsanitize=fuzzer
+  FUZZ_SAN ?= -fsanitize=address,undefined -fno-sanitize-recover=all -fsanitize=fuzzer-no-link
+else
+  FUZZ_SAN ?=
+endif
+FUZZ_OPT ?= -O1 -g -fno-omit-frame-pointer
+FUZZ_CFLAGS_ALL = -std=c11 -D_GNU_SOURCE -DFUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION $(FUZZ_OPT) \
+                  $(FUZZ_SAN) $(WARN) -Iimpl/include $(PKG_CFLAGS) \
+                  -DLS_SPEC_DIR_DEFAULT='"$(CURDIR)/spec"' -MMD -MP $(CFLAGS)
+FUZZ_BIN := $(patsubst %,$(FZ)/fuzz_%,$(FUZZ_TARGETS))
+T ?= canon
+SECS ?= 60
+FUZZ_SECS ?= 10
+FUZZ_SCRATCH := fuzz/scratch
+
+$(FZ)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(if $(findstring conformance,$<),-Iconformance/src) \
+		-c $< -o $@
+
+$(FZ)/obj/fuzz/sse_capped.o: conformance/src/sse.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $< (fuzz caps)"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) -Iconformance/src $(FUZZ_SSE_CAPS) -c $< -o $@
+
+$(FZ)/obj/fuzz/fuzz_sse.o: fuzz/fuzz_sse.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) -Iconformance/src $(FUZZ_SSE_CAPS) -c $< -o $@
+
+$(FZ)/obj/fuzz/wal_capped.o: impl/src/wal.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $< (fuzz caps)"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(FUZZ_WAL_CAPS) -c $< -o $@
+
+$(FZ)/obj/fuzz/fuzz_wal_replay.o: fuzz/fuzz_wal_replay.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS_ALL) $(FUZZ_WAL_CAPS) -c $< -o $@
+
+define FUZZ_BIN_RULE
+$(FZ)/fuzz_$(1): $(FZ)/obj/fuzz/fuzz_$(1).o $(call fuzz_deps,$(FZ),$(1))
+	@echo "  FUZZLD  $$@"
+	$$(Q)$$(FUZZ_CC) $$(FUZZ_OPT) $$(FUZZ_SAN) $$(CFLAGS) $$^ $$(LIB_FUZZING_ENGINE) $$(LDFLAGS) \
+		$$(LDLIBS_ALL) -o $$@
+endef
+$(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_BIN_RULE,$(t))))
+
+fuzz: fuzz-toolchain
+	$(Q)$(MAKE) --no-print-directory fuzz-build
+
+fuzz-build: $(FUZZ_BIN)
+
+# Fail early and clearly without clang or its libFuzzer runtime.
+fuzz-toolchain:
+	$(Q)command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "make fuzz: '$(FUZZ_CC)' not found;" \
+		"install clang-14 and libclang-rt-14-dev (make deps), or set FUZZ_CC" >&2; exit 1; }
+	$(Q)mkdir -p $(FZ)
+	$(Q)printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n);\nint LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }\n' \
+		>$(FZ)/probe.c
+	$(Q)$(FUZZ_CC) $(FUZZ_SAN) $(CFLAGS) $(FZ)/probe.c $(LIB_FUZZING_ENGINE) -o $(FZ)/probe \
+		>/dev/null 2>&1 || { echo "make fuzz: $(FUZZ_CC) cannot link libFuzzer with" \
+		"'$(LIB_FUZZING_ENGINE)'; install libclang-rt-14-dev" >&2; exit 1; }
+
+# Fuzz T for SECS seconds.  New inputs and crashes go to fuzz/scratch/T/; the
+# committed corpus is only read (libFuzzer writes into the first directory).
+fuzz-run: fuzz
+	$(Q)mkdir -p $(FUZZ_SCRATCH)/$(T)/corpus $(FUZZ_SCRATCH)/$(T)/artifacts
+	nice $(FZ)/fuzz_$(T) $$(fuzz/flags.sh $(T)) -max_total_time=$(SECS) -print_final_stats=1 \
+		-artifact_prefix=$(FUZZ_SCRATCH)/$(T)/artifacts/ $(FUZZ_ARGS) \
+		$(FUZZ_SCRATCH)/$(T)/corpus fuzz/corpus/$(T)
+
+# Add to fuzz/corpus/T only the scratch inputs that bring new coverage.
+fuzz-merge: fuzz
+	$(Q)mkdir -p $(FUZZ_SCRATCH)/$(T)/corpus
+	$(FZ)/fuzz_$(T) $$(fuzz/flags.sh $(T)) -merge=1 fuzz/corpus/$(T) $(FUZZ_SCRATCH)/$(T)/corpus
+
+# Replay every corpus file through the standalone driver of FLAVOR.
+fuzz-replay: deps
+	$(Q)$(MAKE) --no-print-directory FLAVOR=$(FLAVOR) $(FUZZ_REPLAY_BIN)
+	$(Q)tools/runtests.sh --flavor $(FLAVOR) --fuzz-replay
+
+# The CI form: every libFuzzer target FUZZ_SECS seconds on top of its corpus.
+fuzz-short:
+	$(Q)tools/runtests.sh --fuzz-short --fuzz-secs $(FUZZ_SECS)
+
+# Regenerate the seed-* files of fuzz/corpus/ from spec/.
+fuzz-seeds:
+	$(Q)python3 fuzz/make-seeds.py
+
 -include $(shell find build -name '*.d' 2>/dev/null)
 
 # ---------------------------------------------------------------------------
@@ -187,12 +343,14 @@ spec-lint: deps
 
 asan: deps
 	$(Q)$(MAKE) --no-print-directory FLAVOR=asan build
-	$(Q)tools/runtests.sh --flavor asan --server-flavor asan --unit --selftest --conformance
+	$(Q)tools/runtests.sh --flavor asan --server-flavor asan --unit --selftest --conformance \
+		--lifecycle \
+		--fuzz-replay
 
 valgrind: deps
 	$(Q)$(MAKE) --no-print-directory FLAVOR=valgrind build
 	$(Q)tools/runtests.sh --flavor valgrind --server-flavor valgrind --valgrind --unit \
-		--selftest --conformance
+		--selftest --conformance --lifecycle --fuzz-replay
 
 # HTTP load benchmark (GET and PATCH at 1, 16, 64 connections); see docs/benchmarks.md.
 bench: deps

@@ -5,7 +5,12 @@
 #   --server-flavor F   build flavor of labelsyncd / labelsync-check for conformance
 #   --valgrind          run unit tests and the server under valgrind (leaks are errors)
 #   --unit --selftest --spec-lint --conformance --check-format --lint --cppcheck
-#   --all               unit, selftest, spec-lint, conformance, check-format, lint
+#   --all               unit, selftest, spec-lint, conformance, check-format, lint,
+#                       fuzz-replay
+#   --fuzz-replay       replay every fuzz/corpus/<t>/ input through build/F/fuzz/replay_<t>
+#                       (under valgrind with --valgrind: a sample, see FUZZ_VALGRIND_MAX)
+#   --fuzz-short        libFuzzer: make fuzz, then each target --fuzz-secs N seconds (default
+#                       10) on top of its corpus; skipped with a message when clang is missing
 #
 # Every suite adds to one tally; the last line is "total: N passed, N failed"
 # and the exit status is 1 when anything failed.  Servers are started on
@@ -17,7 +22,8 @@ flavor=debug
 sflavor=release
 use_valgrind=0
 do_unit=0 do_selftest=0 do_lint_spec=0 do_conf=0 do_format=0 do_lint=0 do_cppcheck=0
-do_crash=0
+do_crash=0 do_life=0
+do_fuzz_replay=0 do_fuzz_short=0 fuzz_secs=10
 while [ $# -gt 0 ]; do
     case "$1" in
     --flavor) flavor=$2; shift ;;
@@ -31,7 +37,12 @@ while [ $# -gt 0 ]; do
     --lint) do_lint=1 ;;
     --cppcheck) do_cppcheck=1 ;;
     --crash) do_crash=1 ;;
-    --all) do_unit=1 do_selftest=1 do_lint_spec=1 do_conf=1 do_format=1 do_lint=1 do_crash=1 ;;
+    --lifecycle) do_life=1 ;;
+    --fuzz-replay) do_fuzz_replay=1 ;;
+    --fuzz-short) do_fuzz_short=1 ;;
+    --fuzz-secs) fuzz_secs=$2; shift ;;
+    --all) do_unit=1 do_selftest=1 do_lint_spec=1 do_conf=1 do_format=1 do_lint=1 do_crash=1
+        do_fuzz_replay=1 do_life=1 ;;
     *) echo "runtests: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -205,6 +216,25 @@ if [ "$do_conf" = 1 ]; then
     fi
 fi
 
+# --- lifecycle cases: the runner starts, kills and restarts labelsyncd itself ----
+if [ "$do_life" = 1 ]; then
+    echo "== lifecycle (restart, kill -9, prepared workspaces)"
+    log="$scratch/lifecycle.log"
+    srvcmd="exec build/$sflavor/labelsyncd --root {workspace} --port {port} {args}"
+    [ "$use_valgrind" = 1 ] && srvcmd="exec $VG build/$sflavor/labelsyncd --root {workspace} --port {port} {args}"
+    timeout 900 build/$sflavor/labelsync-check --spec spec --filter 'lifecycle.*' \
+        --timeout-scale "$scale" --server "$srvcmd" >"$log" 2>&1
+    rc=$?
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+    np=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+    nf=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+    pass "" "${np:-0}"
+    [ "${nf:-0}" -gt 0 ] && fail "lifecycle: $nf cases failed" "$nf"
+    [ "$rc" != 0 ] && [ "${nf:-0}" = 0 ] && fail "lifecycle: runner exited with status $rc"
+    echo "  ${line:-no summary line} (runner exit $rc)"
+    [ "$rc" = 0 ] || grep -v '^PASS' "$log" | tail -60 | sed 's/^/    | /'
+fi
+
 # --- crash consistency: kill -9 under writes, short form ------------------------
 if [ "$do_crash" = 1 ]; then
     echo "== crash consistency (8 kill -9 cycles, --fsync always)"
@@ -217,6 +247,90 @@ if [ "$do_crash" = 1 ]; then
     if [ "$rc" = 0 ]; then pass; else fail "crash consistency (exit $rc)"; fi
     echo "  ${line:-no summary line} (exit $rc)"
     [ "$rc" = 0 ] || tail -30 "$log" | sed 's/^/    | /'
+fi
+
+# --- fuzz corpora: every input through the standalone driver -------------------------
+# Under valgrind the inputs of a target are sampled when there are more than
+# FUZZ_VALGRIND_MAX (every regress-* file is always kept), so the valgrind run
+# stays within its time budget; docs/fuzzing.md has the numbers.
+if [ "$do_fuzz_replay" = 1 ]; then
+    echo "== fuzz corpus replay ($flavor$([ "$use_valgrind" = 1 ] && echo ', valgrind'))"
+    vg_max=${FUZZ_VALGRIND_MAX:-400}
+    for d in fuzz/corpus/*/; do
+        t=$(basename "$d")
+        bin=build/$flavor/fuzz/replay_$t
+        log="$scratch/replay_$t.log"
+        if [ ! -x "$bin" ]; then
+            fail "replay_$t: $bin is not built"
+            continue
+        fi
+        set -- "$d"
+        total=$(find "$d" -type f | wc -l)
+        if [ "$use_valgrind" = 1 ] && [ "$total" -gt "$vg_max" ]; then
+            step=$(( (total + vg_max - 1) / vg_max ))
+            set -- $(find "$d" -type f -name 'regress-*' | sort) \
+                $(find "$d" -type f ! -name 'regress-*' | sort | awk -v k="$step" 'NR % k == 1')
+        fi
+        if [ "$use_valgrind" = 1 ]; then
+            timeout 1200 $VG "$bin" --timeout=$((25 * scale)) "$@" >"$log" 2>&1
+        else
+            timeout 600 "$bin" "$@" >"$log" 2>&1
+        fi
+        rc=$?
+        line=$(grep -E '^replay: [0-9]+ inputs executed' "$log" | tail -1)
+        if [ "$rc" = 0 ]; then
+            pass
+        elif [ "$rc" = 99 ]; then
+            fail "replay_$t: valgrind reported errors"
+        else
+            fail "replay_$t: exit status $rc ($(grep '^Running: ' "$log" | tail -1))"
+        fi
+        printf '  %-22s %s of %s files (exit %s)\n' "replay_$t" \
+            "$(echo "$line" | sed -n 's/^replay: \([0-9]*\) inputs.*/\1/p')" "$total" "$rc"
+        [ "$rc" = 0 ] || grep -v '^Running: ' "$log" | tail -30 | sed 's/^/    | /'
+    done
+fi
+
+# --- libFuzzer, a short bounded run per target ------------------------------------------
+# New inputs and crashes go to the scratch dir; the committed corpus is only
+# read.  A crash is printed with its input in base64 so CI logs reproduce it.
+if [ "$do_fuzz_short" = 1 ]; then
+    echo "== libFuzzer (${fuzz_secs}s per target)"
+    fcc=${FUZZ_CC:-clang}
+    if ! command -v "$fcc" >/dev/null 2>&1; then
+        echo "  skipped: $fcc not found; install clang-14 and libclang-rt-14-dev to fuzz"
+    elif ! make --no-print-directory fuzz >"$scratch/fuzz-build.log" 2>&1; then
+        fail "fuzz: make fuzz failed"
+        tail -20 "$scratch/fuzz-build.log" | sed 's/^/    | /'
+    else
+        for d in fuzz/corpus/*/; do
+            t=$(basename "$d")
+            w="$scratch/fuzz/$t"
+            log="$w.log"
+            mkdir -p "$w/corpus" "$w/artifacts"
+            # shellcheck disable=SC2046
+            timeout $((fuzz_secs + 300)) build/fuzz/fuzz_$t $(fuzz/flags.sh "$t") \
+                -max_total_time="$fuzz_secs" -print_final_stats=1 \
+                -artifact_prefix="$w/artifacts/" "$w/corpus" "$d" >"$log" 2>&1
+            rc=$?
+            done_line=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1)
+            eps=$(sed -n 's/^stat::average_exec_per_sec:[[:space:]]*//p' "$log")
+            if [ "$rc" = 0 ]; then
+                pass
+                printf '  %-16s %s exec/s, %s\n' "fuzz_$t" "${eps:-?}" \
+                    "$(echo "$done_line" | grep -o 'cov: [0-9]* ft: [0-9]*')"
+            else
+                fail "fuzz_$t: libFuzzer exit status $rc"
+                printf '  %-16s FAILED (exit %s)\n' "fuzz_$t" "$rc"
+                grep -E 'ERROR|SUMMARY|violated|disagree|Test unit written' "$log" | head -10 |
+                    sed 's/^/    | /'
+                for a in "$w"/artifacts/*; do
+                    [ -f "$a" ] || continue
+                    echo "    | input $(basename "$a") (base64): $(head -c 4096 "$a" | base64 -w0)"
+                done
+            fi
+        done
+    fi
 fi
 
 # --- formatting and banned functions ----------------------------------------------

@@ -136,6 +136,70 @@ char *http_write_body(const struct store_record *rec, const char *key, unsigned 
 void http_response_cleanup(struct http_response *resp);
 
 /*
+ * Header and query parsers.  These are the parsers http_handle uses, exported
+ * unchanged so fuzz/fuzz_headers.c and tests can drive them without a whole
+ * request.  None allocates or keeps state; each reads only s[0..n) (s need
+ * not be NUL-terminated; s may be NULL when n is 0 only where noted) and is
+ * thread-safe.
+ */
+
+/*
+ * http_parse_if_match - an If-Match value (PROTOCOL §5.1): blanks (SP, HT)
+ * around it ignored, then N or "N", N decimal digits without sign or leading
+ * zero, at most 2^53 - 1 ("0" is well-formed and never matches).  true with
+ * *out set; false (out untouched) otherwise.
+ */
+bool http_parse_if_match(const char *s, size_t n, unsigned long long *out);
+
+/*
+ * http_if_none_match_hits - whether an If-None-Match value (RFC 9110
+ * §13.1.2, PROTOCOL R4-4) matches version: "*" always does; else a
+ * comma-separated list of entity tags compared weakly ("3" and W/"3" both
+ * match 3).  A malformed list matches nothing.
+ */
+bool http_if_none_match_hits(const char *s, size_t n, unsigned long long version);
+
+/*
+ * http_parse_idempotency_key - an Idempotency-Key value (PROTOCOL §6.1):
+ * blanks around it ignored, then 1..IDEM_MAX_KEY visible ASCII bytes, or the
+ * same without '"' and '\' inside double quotes.  true with the key,
+ * NUL-terminated, in out (IDEM_MAX_KEY + 1 bytes); false otherwise (out may
+ * have been written).  http_handle answers an empty value as a missing key
+ * before it calls this parser.
+ */
+bool http_parse_idempotency_key(const char *s, size_t n, char *out);
+
+/*
+ * http_parse_last_event_id - a resume cursor, as GET /events reads the
+ * Last-Event-ID header (PROTOCOL §15.4): blanks around it ignored; 0 when
+ * nothing is left (the header then counts as absent), 1 with *out set for a
+ * valid id (decimal, no sign, no leading zero except "0", at most 2^53 - 1),
+ * -1 for anything else (the stream then starts with a resync).
+ */
+int http_parse_last_event_id(const char *s, size_t n, unsigned long long *out);
+
+/*
+ * http_query_param - find the query parameter name among query[0..nquery)
+ * (names are form-decoded before comparing; each name is a NUL-terminated
+ * string) and form-decode its value into out (CANON_MAX_INPUT + 1 bytes,
+ * NUL-terminated; *outlen excludes the NUL; a parameter without '=' gives "").
+ * Returns 0; LS_ENOTFOUND when absent; LS_EDUP when given more than once;
+ * LS_EPATH with *why set (CANON_BAD_PERCENT, or CANON_TOO_LONG when the
+ * decoded value exceeds CANON_MAX_INPUT bytes).
+ */
+LS_MUST_CHECK int http_query_param(const struct http_kv *query, size_t nquery, const char *name,
+                                   char *out, size_t *outlen, enum canon_reason *why);
+
+/*
+ * http_normalize_origin - an Origin value as the write check compares it:
+ * "scheme://host[:port]" (http or https) becomes "scheme://host:port" with
+ * scheme and host lower-cased and the default port filled in.  true with the
+ * result in out (NUL-terminated, at most outcap bytes with the NUL); false
+ * when it is not a usable http(s) origin ("null" included) or does not fit.
+ */
+bool http_normalize_origin(const char *s, size_t n, char *out, size_t outcap);
+
+/*
  * http_start - start a daemon serving app.  On success *out is the server and
  * the port it listens on is http_port(*out).  Returns 0 or a negative error
  * (-EADDRINUSE, -EINVAL for an unusable host, -EIO when the daemon fails).
