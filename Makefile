@@ -296,10 +296,14 @@ fuzz-run: fuzz
 		-artifact_prefix=$(FUZZ_SCRATCH)/$(T)/artifacts/ $(FUZZ_ARGS) \
 		$(FUZZ_SCRATCH)/$(T)/corpus fuzz/corpus/$(T)
 
-# Add to fuzz/corpus/T only the scratch inputs that bring new coverage.
+# Add to fuzz/corpus/T only the scratch inputs that reach code (edges) the
+# corpus does not; -use_counters=0 keeps hit counts out of the decision, which
+# keeps the committed corpus small (the scratch corpus keeps everything).
+FUZZ_MERGE_FLAGS ?= -use_counters=0
 fuzz-merge: fuzz
 	$(Q)mkdir -p $(FUZZ_SCRATCH)/$(T)/corpus
-	$(FZ)/fuzz_$(T) $$(fuzz/flags.sh $(T)) -merge=1 fuzz/corpus/$(T) $(FUZZ_SCRATCH)/$(T)/corpus
+	$(FZ)/fuzz_$(T) $$(fuzz/flags.sh $(T)) -merge=1 $(FUZZ_MERGE_FLAGS) fuzz/corpus/$(T) \
+		$(FUZZ_SCRATCH)/$(T)/corpus
 
 # Replay every corpus file through the standalone driver of FLAVOR.
 fuzz-replay: deps

@@ -158,6 +158,45 @@ static void note_client(struct world *w, const char *s, size_t n)
     w->nclients++;
 }
 
+/*
+ * The state every input starts from, made through http_handle like any
+ * request: the seeds' default client "r-default" has a session in /animals
+ * (lease "0202...02"), "c1" one in /people ("0303...03"), and c2 (no
+ * session) wrote /animals/cat.jpg (version 2, tags, star, key "k0"), so a
+ * single request can already meet a session, a changed item, a stored key.
+ */
+static const char *const prelude[][4] = {
+    {"POST", "/presence/join", "r-default", "{\"gallery_id\":\"/animals\"}"},
+    {"POST", "/presence/join", "c1", "{\"gallery_id\":\"/people\"}"},
+    {"PATCH", "/item", "c2", "{\"base_version\":1,\"set_tags\":[\"a\",\"b\"],\"set_star\":2}"},
+};
+
+static void world_prelude(struct world *w)
+{
+    for (size_t i = 0; i < sizeof(prelude) / sizeof(prelude[0]); i++) {
+        struct http_kv h[3] = {{"Content-Type", "application/json", 16},
+                               {"X-Client-Id", prelude[i][2], strlen(prelude[i][2])},
+                               {"Idempotency-Key", "k0", 2}};
+        struct http_kv q = {"path", "/animals/cat.jpg", 16};
+        struct http_request r;
+        struct http_response resp;
+
+        memset(&r, 0, sizeof(r));
+        r.method = prelude[i][0];
+        r.url = prelude[i][1];
+        r.query = &q;
+        r.nquery = strcmp(r.url, "/item") == 0 ? 1 : 0;
+        r.headers = h;
+        r.nheaders = 3;
+        r.body = prelude[i][3];
+        r.body_len = strlen(prelude[i][3]);
+        http_handle(w->app, &r, &resp);
+        FUZZ_CHECK(resp.status == 200);
+        http_response_cleanup(&resp);
+        note_client(w, prelude[i][2], strlen(prelude[i][2]));
+    }
+}
+
 static long long mono_now(void)
 {
     struct timespec ts;
@@ -453,6 +492,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (!world_new(&w))
         abort(); /* out of memory at start-up: not the input's fault */
+    world_prelude(&w);
     while (pos <= size && nreq < MAX_REQUESTS) {
         const char *sep = memchr(s + pos, SEP, size - pos);
         size_t n = sep ? (size_t)(sep - (s + pos)) : size - pos;

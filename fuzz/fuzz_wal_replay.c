@@ -12,6 +12,7 @@
  *   - deterministic: a second replay delivers the same records and result;
  *   - replaying twice equals replaying once (same final state);
  *   - results are consistent: good_len, torn and corrupt offsets <= len;
+ *     a torn tail holds no line wal_check_line accepts (else it is corrupt);
  *     strict replay delivers no record from the corrupt line on; recover
  *     delivers the same records as strict and returns 0;
  *   - every delivered item has a canonical path, a version in 1..2^53-1,
@@ -355,8 +356,23 @@ static void check_log(const char *data, size_t len)
     FUZZ_CHECK(ra.items + ra.idems == a.nrec);
     if (ra.corrupt_line)
         FUZZ_CHECK(a.max_line < ra.corrupt_line);
-    if (ra.torn_tail)
+    if (ra.torn_tail) {
+        /* torn means no complete record follows: every later whole line is unusable */
+        size_t pos = ra.good_len;
+
         FUZZ_CHECK(a.max_line < ra.torn_line);
+        while (pos < len) {
+            const char *nl = memchr(data + pos, '\n', len - pos);
+            char *line;
+
+            if (!nl)
+                break;
+            line = fuzz_dup(data + pos, (size_t)(nl - (data + pos)));
+            FUZZ_CHECK(wal_check_line(line, (size_t)(nl - (data + pos)), NULL, 0) != 0);
+            free(line);
+            pos = (size_t)(nl - data) + 1;
+        }
+    }
 
     /* Replaying twice equals once: replay again into the state a built. */
     {

@@ -4,6 +4,7 @@
 #   tools/deps.sh               install what is missing when run as root,
 #                               otherwise print the exact apt-get line and fail
 #   tools/deps.sh --check-only  never install; print the line and fail if needed
+#   tools/deps.sh --fuzz        also clang and its libFuzzer runtime (make fuzz)
 #
 # The list is the whole truth of what a fresh Debian 12 machine lacks:
 # compiler and make, pkg-config, the four libraries, clang-format for
@@ -12,7 +13,13 @@ set -u
 
 PKGS="gcc make pkg-config libmicrohttpd-dev libcjson-dev libcurl4-openssl-dev libcmocka-dev clang-format valgrind"
 check_only=0
-[ "${1:-}" = "--check-only" ] && check_only=1
+for a in "$@"; do
+    case "$a" in
+    --check-only) check_only=1 ;;
+    --fuzz) PKGS="$PKGS clang libclang-rt-14-dev" ;;
+    *) echo "deps.sh: unknown option $a" >&2; exit 2 ;;
+    esac
+done
 
 missing=""
 for p in $PKGS; do

@@ -255,8 +255,9 @@ fi
 # stays within its time budget; docs/fuzzing.md has the numbers.
 if [ "$do_fuzz_replay" = 1 ]; then
     echo "== fuzz corpus replay ($flavor$([ "$use_valgrind" = 1 ] && echo ', valgrind'))"
-    vg_max=${FUZZ_VALGRIND_MAX:-400}
+    vg_max=${FUZZ_VALGRIND_MAX:-1000}
     for d in fuzz/corpus/*/; do
+        d=${d%/}
         t=$(basename "$d")
         bin=build/$flavor/fuzz/replay_$t
         log="$scratch/replay_$t.log"
@@ -304,6 +305,7 @@ if [ "$do_fuzz_short" = 1 ]; then
         tail -20 "$scratch/fuzz-build.log" | sed 's/^/    | /'
     else
         for d in fuzz/corpus/*/; do
+            d=${d%/}
             t=$(basename "$d")
             w="$scratch/fuzz/$t"
             log="$w.log"
