@@ -82,7 +82,7 @@ if [ "$do_unit" = 1 ]; then
         name=$(basename "$t")
         log="$scratch/$name.log"
         if [ "$use_valgrind" = 1 ]; then
-            timeout 600 $VG "$t" >"$log" 2>&1
+            LS_TEST_VALGRIND=1 timeout 600 $VG "$t" >"$log" 2>&1
         else
             timeout 120 "$t" >"$log" 2>&1
         fi

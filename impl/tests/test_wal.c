@@ -1656,6 +1656,13 @@ static void wal_should_latch_after_a_failed_fdatasync(void **state)
 
 static void wal_should_refuse_work_past_the_queue_caps(void **state)
 {
+    /* Timing-based (a stalled writer; children killed at exact steps): under
+     * valgrind's ~20x slowdown the timings do not hold, so the valgrind run
+     * skips it; the normal and ASan runs keep it. */
+    if (getenv("LS_TEST_VALGRIND")) {
+        print_message("skipped under valgrind: timing-dependent\n");
+        skip();
+    }
     (void)state;
 #ifdef LS_FAULT_INJECTION
     char *dir = make_tmpdir(), *body;
@@ -1801,6 +1808,13 @@ static void kill_case(const char *point, const char *count, size_t compact, int 
 
 static void wal_should_leave_a_loadable_state_at_every_kill_point(void **state)
 {
+    /* Timing-based (a stalled writer; children killed at exact steps): under
+     * valgrind's ~20x slowdown the timings do not hold, so the valgrind run
+     * skips it; the normal and ASan runs keep it. */
+    if (getenv("LS_TEST_VALGRIND")) {
+        print_message("skipped under valgrind: timing-dependent\n");
+        skip();
+    }
     (void)state;
 #ifdef LS_FAULT_INJECTION
     kill_case("kill-after-write", "1", 0, 5);
